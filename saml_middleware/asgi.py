@@ -1,0 +1,116 @@
+"""The ASGI adapter: a pure ASGI middleware around the engine.
+
+It translates the scope into an `HttpRequest`, fills `scope["user"]` and
+`scope["auth"]` (so Starlette's `request.user` and `@requires(...)` work
+unchanged), and only touches the app's response to add a refreshed session
+cookie. Lifespan and other scopes pass straight through; a websocket on a
+protected path without a session is closed with 1008 (policy violation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.authentication import AuthCredentials
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import Settings
+from .engine import Engine, HttpRequest, PassThrough, Response
+from .errors import SAMLError
+from .identity import SAMLUser
+
+
+class SAMLMiddleware:
+    """`SAMLMiddleware(app, settings=SETTINGS)` or `app.add_middleware(SAMLMiddleware, settings=...)`."""
+
+    def __init__(self, app: ASGIApp, settings: Mapping[str, Any] | Settings) -> None:
+        self.app = app
+        self.engine = Engine(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reply = await self.engine.handle(_request(scope, receive))
+        if isinstance(reply, Response):
+            await _send_response(reply, send)
+            return
+        _put_user(scope, reply.user)
+        await self.app(scope, receive, _with_cookie(send, reply))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user = await self.engine.websocket_user(_request(scope, receive))
+        if user is None:
+            await send({"type": "websocket.close", "code": 1008,
+                        "reason": "authentication required"})
+            return
+        _put_user(scope, user)
+        await self.app(scope, receive, send)
+
+
+def _request(scope: Scope, receive: Receive) -> HttpRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        joiner = "; " if name == "cookie" else ", "
+        headers[name] = f"{headers[name]}{joiner}{value}" if name in headers else value
+
+    async def read_body(limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise SAMLError("malformed", "The request was interrupted.", 400)
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                raise SAMLError("too_large", "The sign-in answer is too large.", 413)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    return HttpRequest(
+        method=scope.get("method", "GET"),
+        path=scope.get("path", "/"),
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        cookies=cookie_parser(headers.get("cookie", "")),
+        read_body=read_body,
+    )
+
+
+def _put_user(scope: Scope, user: SAMLUser) -> None:
+    scope["user"] = user
+    scope["auth"] = (
+        AuthCredentials(["authenticated", *user.roles]) if user.is_authenticated
+        else AuthCredentials()
+    )
+
+
+async def _send_response(reply: Response, send: Send) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def _with_cookie(send: Send, reply: PassThrough) -> Send:
+    if reply.set_cookie is None:
+        return send
+    cookie = reply.set_cookie.encode("latin-1")
+
+    async def send_with_cookie(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+        await send(message)
+
+    return send_with_cookie

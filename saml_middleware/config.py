@@ -1,0 +1,473 @@
+"""The settings dict, validated once at start-up into frozen objects.
+
+Nothing reads the raw dict after `load_settings`: every part receives the
+`Settings` tree. Each problem raises `ConfigError` naming the key path
+(`idp.metadata_url: ...`); values of secret keys are never repeated in a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .claims import PRESET_ROLE_ATTRIBUTES, PRESETS, USER_FIELDS
+from .errors import ConfigError
+
+NAMEID_EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+_SECRET_KEYS = {"secret_key", "key_pem", "key_file"}
+_SAME_SITE = ("lax", "strict", "none")
+
+
+@dataclass(frozen=True)
+class SPSettings:
+    entity_id: str
+    key_pem: str | None = field(repr=False)
+    cert_pem: str | None
+    name_id_format: str
+    sign_authn_requests: bool
+
+
+@dataclass(frozen=True)
+class IdPSettings:
+    """Where the IdP is described: exactly one of `source` kinds."""
+
+    source: str  # "metadata_url" | "metadata_file" | "metadata_xml" | "manual"
+    metadata_url: str | None
+    metadata_file: str | None
+    metadata_xml: str | None
+    entity_id: str | None
+    sso_url: str | None
+    slo_url: str | None
+    x509cert: str | None
+    metadata_refresh_seconds: int
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    prefix: str
+    protect: tuple[str, ...]
+    exempt: tuple[str, ...]
+    after_login: str
+    after_logout: str
+
+
+@dataclass(frozen=True)
+class AttributeSettings:
+    preset: str | None
+    # user field -> claim names tried in order (preset merged with `map`).
+    fields: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    attributes: tuple[str, ...]
+    delimiter: str | None
+    map: Mapping[str, tuple[str, ...]]
+    default: tuple[str, ...]
+    require_mapped_role: bool
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    cookie_name: str
+    max_age_seconds: int
+    idle_timeout_seconds: int | None
+    https_only: bool
+    same_site: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    want_assertions_signed: bool
+    want_response_signed: bool
+    allow_idp_initiated: bool
+    clock_skew_seconds: int
+    allowed_redirect_hosts: tuple[str, ...]
+    reject_sha1: bool
+    max_request_bytes: int
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    backend: str
+    url: str | None = None
+    prefix: str = "saml:"
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    secret_key: str = field(repr=False)
+    sp: SPSettings
+    idp: IdPSettings | None
+    paths: PathSettings
+    attributes: AttributeSettings
+    roles: RoleSettings
+    session: SessionSettings
+    security: SecuritySettings
+    store: StoreSettings
+    provision: Callable[..., Any] | None
+
+    def endpoint_url(self, name: str) -> str:
+        """Absolute URL of one of the middleware's endpoints (`acs`, `metadata`, ...)."""
+        return f"{self.base_url}{self.paths.prefix}/{name}/"
+
+    @property
+    def acs_url(self) -> str:
+        return self.endpoint_url("acs")
+
+
+# -- the small validation toolkit ------------------------------------------------
+
+
+class _Section:
+    """A dict being read under a key path; `done()` rejects keys nobody read."""
+
+    def __init__(self, raw: Any, path: str) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(path, f"must be a dict, not {type(raw).__name__}")
+        self.raw = raw
+        self.path = path
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.seen.add(name)
+        return self.raw.get(name, default)
+
+    def text(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+        value = self.get(name, default)
+        if value is None:
+            if required:
+                raise ConfigError(self.key(name), "is required")
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(self.key(name), f"must be a string, not {type(value).__name__}")
+        if required and not value.strip():
+            problem = "must not be empty"
+            raise ConfigError(self.key(name), problem)
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.get(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be true or false, not {_shown(name, value)}")
+        return value
+
+    def integer(self, name: str, default: int | None, *, minimum: int = 0) -> int | None:
+        value = self.get(name, default)
+        if value is None:
+            value = default
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(name), f"must be an integer, not {_shown(name, value)}")
+        if value < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum}")
+        return value
+
+    def texts(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.get(name, default)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(name), "must be a list of strings")
+        return tuple(value)
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.get(name), self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(map(str, self.raw)) - self.seen)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown setting")
+
+
+def _shown(name: str, value: Any) -> str:
+    return "a secret value" if name in _SECRET_KEYS else repr(value)[:60]
+
+
+def _absolute_http_url(sec: _Section, name: str, value: str) -> str:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigError(sec.key(name), "must be an absolute http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(sec.key(name), "must be an absolute http(s) URL")
+    return value
+
+
+def _path(sec: _Section, name: str, value: str) -> str:
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        raise ConfigError(sec.key(name), "must be a path starting with a single '/'")
+    return value
+
+
+def _read_pem(sec: _Section, pem_key: str, file_key: str, marker: str) -> str | None:
+    pem = sec.text(pem_key)
+    path = sec.text(file_key)
+    if pem and path:
+        raise ConfigError(sec.key(pem_key), f"give either {pem_key} or {file_key}, not both")
+    if path:
+        try:
+            pem = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(sec.key(file_key), f"cannot read file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(sec.key(file_key), f"is not a PEM {marker.lower()}") from None
+    if pem is not None and marker not in pem:
+        shown = file_key if path else pem_key
+        raise ConfigError(sec.key(shown), f"is not a PEM {marker.lower()}")
+    return pem
+
+
+# -- sections ---------------------------------------------------------------------
+
+
+def _base_url(root: _Section) -> str:
+    value = root.text("base_url", required=True)
+    assert value is not None
+    problem = "must be an absolute http(s) origin such as https://app.example.com"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError("base_url", problem) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ConfigError("base_url", problem)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _secret_key(root: _Section) -> str:
+    value = root.get("secret_key")
+    if value is None:
+        raise ConfigError("secret_key", "is required")
+    if not isinstance(value, str):
+        raise ConfigError("secret_key", "must be a string")
+    if len(value) < 16:
+        raise ConfigError("secret_key", "must be at least 16 characters long")
+    return value
+
+
+def _paths(root: _Section) -> PathSettings:
+    sec = root.section("paths")
+    prefix = _path(sec, "prefix", sec.text("prefix", "/saml") or "/saml").rstrip("/")
+    if not prefix:
+        raise ConfigError(sec.key("prefix"), "must not be '/'")
+    protect = tuple(_path(sec, "protect", p) for p in sec.texts("protect", ("/",)))
+    exempt = tuple(_path(sec, "exempt", p) for p in sec.texts("exempt"))
+    after_login = _path(sec, "after_login", sec.text("after_login", "/") or "/")
+    after_logout = _path(sec, "after_logout", sec.text("after_logout", "/") or "/")
+    sec.done()
+    return PathSettings(prefix, protect, exempt, after_login, after_logout)
+
+
+def _sp(root: _Section, base_url: str, prefix: str) -> SPSettings:
+    sec = root.section("sp")
+    entity_id = sec.text("entity_id") or f"{base_url}{prefix}/metadata/"
+    key_pem = _read_pem(sec, "key_pem", "key_file", "PRIVATE KEY")
+    cert_pem = _read_pem(sec, "cert_pem", "cert_file", "CERTIFICATE")
+    if bool(key_pem) != bool(cert_pem):
+        raise ConfigError(sec.key("cert_file" if key_pem else "key_file"),
+                          "a signing key and its certificate must be given together")
+    name_id_format = sec.text("name_id_format", NAMEID_EMAIL) or NAMEID_EMAIL
+    sign = sec.flag("sign_authn_requests", False)
+    if sign and not key_pem:
+        raise ConfigError(sec.key("sign_authn_requests"), "needs sp.key_file and sp.cert_file")
+    sec.done()
+    return SPSettings(entity_id, key_pem, cert_pem, name_id_format, sign)
+
+
+_IDP_SOURCES = ("metadata_url", "metadata_file", "metadata_xml")
+
+
+def _idp(root: _Section) -> IdPSettings | None:
+    if root.raw.get("idp") is None:
+        root.seen.add("idp")
+        return None
+    sec = root.section("idp")
+    values = {name: sec.text(name) for name in (*_IDP_SOURCES, "entity_id", "sso_url",
+                                                 "slo_url", "x509cert")}
+    refresh = sec.integer("metadata_refresh_seconds", 86400, minimum=60)
+    sec.done()
+    given = [name for name in _IDP_SOURCES if values[name]]
+    manual = [name for name in ("sso_url", "x509cert") if values[name]]
+    if len(given) > 1:
+        raise ConfigError(sec.key(given[1]), f"the IdP is already given by idp.{given[0]}")
+    if given and manual:
+        raise ConfigError(sec.key(manual[0]), f"the IdP is already given by idp.{given[0]}")
+    if given:
+        source = given[0]
+        if values["slo_url"]:
+            raise ConfigError(sec.key("slo_url"), f"the IdP is already given by idp.{source}")
+    else:
+        source = "manual"
+        for name in ("entity_id", "sso_url", "x509cert"):
+            if not values[name]:
+                raise ConfigError(
+                    sec.key(name),
+                    "is required (or give idp.metadata_url, idp.metadata_file or idp.metadata_xml)",
+                )
+    for name in ("metadata_url", "sso_url", "slo_url"):
+        if values[name]:
+            _absolute_http_url(sec, name, values[name])
+    if values["metadata_file"] and not Path(values["metadata_file"]).is_file():
+        raise ConfigError(sec.key("metadata_file"), "no such file")
+    assert refresh is not None
+    return IdPSettings(source=source, metadata_refresh_seconds=refresh, **values)
+
+
+def _attributes(root: _Section) -> AttributeSettings:
+    sec = root.section("attributes")
+    preset = sec.get("preset", "entra")
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
+        raise ConfigError(sec.key("preset"), f"must be one of {sorted(PRESETS)} or None")
+    raw_map = sec.get("map")
+    raw_map = {} if raw_map is None else raw_map
+    if not isinstance(raw_map, Mapping):
+        raise ConfigError(sec.key("map"), "must be a dict of user field -> claim name")
+    fields = dict(PRESETS[preset]) if preset else {}
+    for name, claim in raw_map.items():
+        if name not in USER_FIELDS:
+            raise ConfigError(f"{sec.key('map')}.{name}", f"unknown field; one of {USER_FIELDS}")
+        claims = [claim] if isinstance(claim, str) else claim
+        if not isinstance(claims, (list, tuple)) or not claims or not all(
+            isinstance(c, str) and c for c in claims
+        ):
+            raise ConfigError(f"{sec.key('map')}.{name}", "must be a claim name or a list of them")
+        fields[name] = tuple(claims)
+    sec.done()
+    return AttributeSettings(preset, fields)
+
+
+def _roles(root: _Section, preset: str | None) -> RoleSettings:
+    sec = root.section("roles")
+    default_attrs = PRESET_ROLE_ATTRIBUTES.get(preset or "", ())
+    attributes = sec.texts("attribute", default_attrs)
+    delimiter = sec.text("delimiter")
+    if delimiter == "":
+        delimiter = None
+    raw_map = sec.get("map")
+    raw_map = {} if raw_map is None else raw_map
+    if not isinstance(raw_map, Mapping):
+        raise ConfigError(sec.key("map"), "must be a dict of IdP value -> list of app roles")
+    mapping: dict[str, tuple[str, ...]] = {}
+    for idp_value, app_roles in raw_map.items():
+        key = f"{sec.key('map')}.{idp_value}"
+        if isinstance(app_roles, str):
+            app_roles = [app_roles]
+        if not isinstance(idp_value, str) or not isinstance(app_roles, (list, tuple)) or not all(
+            isinstance(r, str) and r for r in app_roles
+        ):
+            raise ConfigError(key, "must map a string to a list of role names")
+        mapping[idp_value] = tuple(app_roles)
+    default = sec.texts("default")
+    require = sec.flag("require_mapped_role", False)
+    sec.done()
+    return RoleSettings(attributes, delimiter, mapping, default, require)
+
+
+def _session(root: _Section) -> SessionSettings:
+    sec = root.section("session")
+    cookie_name = sec.text("cookie_name", "saml_session") or ""
+    if not re.fullmatch(r"[A-Za-z0-9_\-.]+", cookie_name):
+        raise ConfigError(sec.key("cookie_name"), "must be a plain cookie name")
+    max_age = sec.integer("max_age_seconds", 28800, minimum=60)
+    idle = sec.integer("idle_timeout_seconds", None, minimum=60)
+    https_only = sec.flag("https_only", True)
+    same_site = (sec.text("same_site", "lax") or "").lower()
+    if same_site not in _SAME_SITE:
+        raise ConfigError(sec.key("same_site"), f"must be one of {_SAME_SITE}")
+    if same_site == "none" and not https_only:
+        raise ConfigError(sec.key("same_site"), "'none' needs session.https_only = true")
+    backend = sec.text("backend", "cookie")
+    if backend != "cookie":
+        raise ConfigError(sec.key("backend"), "must be 'cookie' (server-side sessions: not yet)")
+    sec.done()
+    assert max_age is not None
+    return SessionSettings(cookie_name, max_age, idle, https_only, same_site, backend)
+
+
+def _security(root: _Section) -> SecuritySettings:
+    sec = root.section("security")
+    values = SecuritySettings(
+        want_assertions_signed=sec.flag("want_assertions_signed", True),
+        want_response_signed=sec.flag("want_response_signed", False),
+        allow_idp_initiated=sec.flag("allow_idp_initiated", True),
+        clock_skew_seconds=sec.integer("clock_skew_seconds", 120, minimum=0) or 0,
+        allowed_redirect_hosts=tuple(h.lower() for h in sec.texts("allowed_redirect_hosts")),
+        reject_sha1=sec.flag("reject_sha1", True),
+        max_request_bytes=sec.integer("max_request_bytes", 262144, minimum=1024) or 0,
+    )
+    if not (values.want_assertions_signed or values.want_response_signed):
+        raise ConfigError(
+            sec.key("want_assertions_signed"),
+            "at least one of want_assertions_signed / want_response_signed must be true",
+        )
+    if values.clock_skew_seconds > 3600:
+        raise ConfigError(sec.key("clock_skew_seconds"), "must be at most 3600")
+    sec.done()
+    return values
+
+
+def _store(root: _Section) -> StoreSettings:
+    sec = root.section("store")
+    backend = sec.text("backend", "memory") or ""
+    if backend != "memory":
+        raise ConfigError(sec.key("backend"), "must be 'memory' (redis: not yet)")
+    sec.done()
+    return StoreSettings(backend)
+
+
+def load_settings(raw: Mapping[str, Any]) -> Settings:
+    """Validate a settings dict (see DESIGN.md) into a frozen `Settings`."""
+    if isinstance(raw, Settings):
+        return raw
+    root = _Section(raw, "")
+    base_url = _base_url(root)
+    secret_key = _secret_key(root)
+    paths = _paths(root)
+    sp = _sp(root, base_url, paths.prefix)
+    idp = _idp(root)
+    attributes = _attributes(root)
+    roles = _roles(root, attributes.preset)
+    session = _session(root)
+    security = _security(root)
+    store = _store(root)
+    provision = root.get("provision")
+    if provision is not None and not callable(provision):
+        raise ConfigError("provision", "must be a callable(SAMLUser) -> SAMLUser")
+    if root.get("tenants") is not None:
+        raise ConfigError("tenants", "multi-organization settings are not supported yet")
+    if idp is None:
+        raise ConfigError("idp", "is required")
+    root.done()
+    return Settings(
+        base_url=base_url,
+        secret_key=secret_key,
+        sp=sp,
+        idp=idp,
+        paths=paths,
+        attributes=attributes,
+        roles=roles,
+        session=session,
+        security=security,
+        store=store,
+        provision=provision,
+    )

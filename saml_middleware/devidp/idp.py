@@ -1,0 +1,455 @@
+"""A development SAML 2.0 Identity Provider on pysaml2's server side.
+
+NOT FOR PRODUCTION. Anyone who can reach it signs in as any of its users with
+one click: it exists so the demo, the examples and the tests can run a real
+SAML round trip (AuthnRequest in, signed Response out) without a Microsoft
+Entra tenant. Its responses are shaped like Entra's: claim URIs as Attribute
+names with no NameFormat, an emailAddress NameID, an assertion signed with
+RSA-SHA256 / SHA-256, the Password authentication context.
+
+pysaml2 is synchronous and signs by running `xmlsec1` (tens of milliseconds);
+web code calls this class from a thread pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
+from saml2.assertion import Policy
+from saml2.attribute_converter import AttributeConverter
+from saml2.config import IdPConfig
+from saml2.mdstore import InMemoryMetaData
+from saml2.metadata import create_metadata_string
+from saml2.server import Server
+from saml2.sigver import verify_redirect_signature
+from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
+
+from ..keys import generate_key_pair
+from .users import DEFAULT_USERS, DevUser
+
+log = logging.getLogger("saml_middleware.devidp")
+
+NAMEID_EMAIL = saml.NAMEID_FORMAT_EMAILADDRESS
+# Attributes leave with no NameFormat (Entra's way), which SAML reads as "unspecified".
+_NAME_FORM = saml.NAME_FORMAT_UNSPECIFIED
+ASSERTION_LIFETIME_MINUTES = 10
+# An encoded AuthnRequest is a few KB; the inflated XML is bounded too (no zip bombs).
+MAX_REQUEST_CHARS = 64 * 1024
+MAX_INFLATED_BYTES = 256 * 1024
+_BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+
+
+class DevIdPError(ValueError):
+    """A request or argument the development IdP refuses; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class AuthnRequestInfo:
+    """What the sign-in page needs from a parsed, checked AuthnRequest."""
+
+    request_id: str
+    sp_entity_id: str
+    acs_url: str
+    signed: bool
+
+
+class _EntraAttributes(AttributeConverter):
+    """Sends every claim as-is: `<Attribute Name="<claim URI>">` with no NameFormat.
+
+    pysaml2's own converters rename known attributes (to OIDs and the like),
+    lowercase unknown names and stamp a NameFormat and xsi:type on them; Entra
+    does none of that.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_NAME_FORM)
+
+    def to_(self, attrvals: Mapping[str, Sequence[str]]) -> list[saml.Attribute]:
+        return [
+            # saml.Attribute defaults NameFormat to the URI format: None omits it.
+            saml.Attribute(
+                name=name, name_format=None, attribute_value=[_plain_value(v) for v in values]
+            )
+            for name, values in attrvals.items()
+        ]
+
+
+def _plain_value(text: str) -> saml.AttributeValue:
+    """`<AttributeValue>text</AttributeValue>`: Entra adds no xsi:type (pysaml2 would)."""
+    value = saml.AttributeValue(text=str(text))
+    value.clear_type()
+    value.extension_attributes.pop("xmlns:xs", None)
+    return value
+
+
+class _ReleaseAll(Policy):
+    """Every claim the user has goes to every SP, like Entra's claim configuration.
+
+    pysaml2's default policy drops attributes the SP's metadata did not ask
+    for (RequestedAttribute) and knows no claim URIs.
+    """
+
+    def restrict(self, ava: Any, sp_entity_id: Any, metadata: Any = None) -> Any:
+        return dict(ava)
+
+    def get_name_form(self, sp_entity_id: Any) -> str:
+        return _NAME_FORM
+
+
+class _Server(Server):  # type: ignore[misc]
+    # pysaml2 otherwise keeps every assertion it issues, in memory, forever.
+    def support_AssertionIDRequest(self) -> bool:  # noqa: N802 (pysaml2's name)
+        return False
+
+    def support_AuthnQuery(self) -> bool:  # noqa: N802
+        return False
+
+
+def _inflated_size_ok(saml_request: str) -> bool:
+    """Whether an HTTP-Redirect SAMLRequest inflates to at most MAX_INFLATED_BYTES."""
+    try:
+        raw = base64.b64decode(saml_request, validate=False)
+        inflater = zlib.decompressobj(-15)
+        inflater.decompress(raw, MAX_INFLATED_BYTES + 1)
+    except (ValueError, zlib.error):
+        return False
+    return not inflater.unconsumed_tail
+
+
+def _signing_algorithm(key_pem: str) -> str:
+    key = load_pem_private_key(key_pem.encode("ascii"), password=None)
+    return SIG_ECDSA_SHA256 if isinstance(key, ec.EllipticCurvePrivateKey) else SIG_RSA_SHA256
+
+
+class DevIdP:
+    """The development IdP: metadata, AuthnRequest parsing and signed Responses.
+
+    `base_url` is where its web pages live (`create_app` mounted there), e.g.
+    `http://127.0.0.1:8000/idp`; the entity ID is `{base_url}/metadata`.
+    `service_providers` are SP metadata XML documents.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        users: Sequence[DevUser] | None = None,
+        key_pem: str | None = None,
+        cert_pem: str | None = None,
+        sign_assertion: bool = True,
+        sign_response: bool = False,
+        service_providers: Sequence[str] = (),
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an absolute http(s) URL")
+        if bool(key_pem) != bool(cert_pem):
+            raise ValueError("key_pem and cert_pem must be given together")
+        if not (sign_assertion or sign_response):
+            log.warning("development IdP: neither assertions nor responses will be signed")
+        self.base_url = base_url.rstrip("/")
+        self.entity_id = f"{self.base_url}/metadata"
+        self.sso_redirect_url = f"{self.base_url}/sso/redirect"
+        self.sso_post_url = f"{self.base_url}/sso/post"
+        self.slo_url = f"{self.base_url}/slo"
+        self.sign_assertion = sign_assertion
+        self.sign_response = sign_response
+        self.users: dict[str, DevUser] = {}
+        for user in DEFAULT_USERS if users is None else users:
+            if user.key in self.users:
+                raise ValueError(f"duplicate user key {user.key!r}")
+            self.users[user.key] = user
+        if not self.users:
+            raise ValueError("the development IdP needs at least one user")
+        if key_pem is None or cert_pem is None:
+            key_pem, cert_pem = generate_key_pair("saml-middleware development IdP")
+        self.cert_pem = cert_pem
+        self.signing_algorithm = _signing_algorithm(key_pem)
+        self._key_dir = tempfile.mkdtemp(prefix="saml-devidp-")  # mode 0700
+        self._key_file = os.path.join(self._key_dir, "idp.key")
+        self._cert_file = os.path.join(self._key_dir, "idp.crt")
+        fd = os.open(self._key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key_pem)
+        with open(self._cert_file, "w") as fh:
+            fh.write(cert_pem)
+
+        self._lock = threading.RLock()
+        self._sp_metadata: dict[str, str] = {}
+        self._sources: list[Callable[[], str]] = []
+        self._server: Server | None = None
+        self._metadata: str | None = None
+        for xml in service_providers:
+            self.add_service_provider(xml)
+        log.warning(
+            "development IdP at %s: NOT FOR PRODUCTION, anyone who can reach it "
+            "signs in as any of its users",
+            self.base_url,
+        )
+
+    # -- service providers ---------------------------------------------------------
+
+    def add_service_provider(self, metadata_xml: str) -> str:
+        """Trust one SP (its metadata XML); returns its entity ID. Replaces a same-ID SP."""
+        entity_id = _sp_entity_id(metadata_xml)
+        with self._lock:
+            self._sp_metadata[entity_id] = metadata_xml
+            self._server = None  # rebuilt with the new metadata on next use
+        log.info("development IdP: trusting service provider %s", entity_id)
+        return entity_id
+
+    def add_service_provider_source(self, source: Callable[[], str]) -> None:
+        """Trust an SP whose metadata is not available yet (e.g. its server is starting).
+
+        `source()` returns the metadata XML; it is called when the IdP first needs
+        its SPs, and again later if it fails.
+        """
+        with self._lock:
+            self._sources.append(source)
+
+    def _load_sources(self) -> None:
+        with self._lock:
+            pending, self._sources = self._sources, []
+            for source in pending:
+                try:
+                    self.add_service_provider(source())
+                except Exception as exc:  # noqa: BLE001 - any failure: retry later
+                    log.warning("development IdP: SP metadata source failed (%s); will retry", exc)
+                    self._sources.append(source)
+
+    def _current_server(self) -> Server:
+        self._load_sources()
+        with self._lock:
+            if self._server is None:
+                self._server = _Server(config=self._config(list(self._sp_metadata.values())))
+            return self._server
+
+    def service_providers(self) -> list[tuple[str, str]]:
+        """(entity ID, default ACS URL) of each trusted SP, for the My Apps page."""
+        server = self._current_server()
+        with self._lock:
+            entity_ids = list(self._sp_metadata)
+        return [(entity_id, self._default_acs(server, entity_id)) for entity_id in entity_ids]
+
+    # -- pysaml2 configuration -----------------------------------------------------
+
+    def _config(self, sp_metadata: list[str]) -> IdPConfig:
+        config = IdPConfig()
+        config.load(
+            {
+                "entityid": self.entity_id,
+                "name": "saml-middleware development IdP (not for production)",
+                "key_file": self._key_file,
+                "cert_file": self._cert_file,
+                "signing_algorithm": self.signing_algorithm,
+                "digest_algorithm": DIGEST_SHA256,
+                "accepted_time_diff": 120,
+                "metadata": {"inline": sp_metadata} if sp_metadata else {},
+                "service": {
+                    "idp": {
+                        "name": "saml-middleware development IdP (not for production)",
+                        "endpoints": {
+                            "single_sign_on_service": [
+                                (self.sso_redirect_url, BINDING_HTTP_REDIRECT),
+                                (self.sso_post_url, BINDING_HTTP_POST),
+                            ],
+                            "single_logout_service": [(self.slo_url, BINDING_HTTP_REDIRECT)],
+                        },
+                        "name_id_format": [NAMEID_EMAIL],
+                        "want_authn_requests_signed": False,
+                        "sign_assertion": self.sign_assertion,
+                        "sign_response": self.sign_response,
+                    }
+                },
+            }
+        )
+        config.attribute_converters = [_EntraAttributes()]
+        return config
+
+    def metadata_xml(self) -> str:
+        """The IdP's metadata (EntityDescriptor with an IDPSSODescriptor), unsigned."""
+        with self._lock:
+            if self._metadata is None:
+                xml = create_metadata_string(None, config=self._config([]), sign=False)
+                self._metadata = xml.decode("utf-8") if isinstance(xml, bytes) else str(xml)
+            return self._metadata
+
+    # -- the protocol ----------------------------------------------------------------
+
+    def parse_authn_request(
+        self,
+        saml_request: str,
+        binding: str,
+        *,
+        relay_state: str | None = None,
+        sig_alg: str | None = None,
+        signature: str | None = None,
+    ) -> AuthnRequestInfo:
+        """Decode and check an AuthnRequest from a trusted SP ("redirect" or "post" binding).
+
+        For HTTP-Redirect, pass `sig_alg` and `signature` (the query's SigAlg and
+        Signature) to have a signed request verified; a POSTed request's
+        enveloped signature is verified when present. Raises DevIdPError.
+        """
+        if binding not in _BINDINGS:
+            raise DevIdPError("binding must be 'redirect' or 'post'")
+        if not saml_request or len(saml_request) > MAX_REQUEST_CHARS:
+            raise DevIdPError("SAMLRequest is missing or too large")
+        if binding == "redirect" and not _inflated_size_ok(saml_request):
+            raise DevIdPError("SAMLRequest is not valid deflated Base64, or inflates too large")
+        server = self._current_server()
+        try:
+            parsed = server.parse_authn_request(saml_request, _BINDINGS[binding])
+        except Exception as exc:  # noqa: BLE001 - pysaml2 raises anything on bad input
+            log.info("development IdP: unreadable AuthnRequest (%s: %s)", type(exc).__name__, exc)
+            raise DevIdPError("SAMLRequest is not a valid AuthnRequest for this IdP") from None
+        message = getattr(parsed, "message", None)
+        if message is None or not message.id:
+            raise DevIdPError("SAMLRequest is not a valid AuthnRequest for this IdP")
+        sp_entity_id = message.issuer.text.strip() if message.issuer and message.issuer.text else ""
+        if sp_entity_id not in self._sp_metadata:
+            raise DevIdPError(f"unknown service provider {sp_entity_id[:200]!r}")
+        signed = message.signature is not None
+        if binding == "redirect" and signature:
+            signed = self._redirect_signature_ok(
+                server, sp_entity_id, saml_request, relay_state, sig_alg, signature
+            )
+        return AuthnRequestInfo(
+            request_id=message.id,
+            sp_entity_id=sp_entity_id,
+            acs_url=self._requested_acs(server, sp_entity_id, message),
+            signed=signed,
+        )
+
+    def _redirect_signature_ok(
+        self,
+        server: Server,
+        sp_entity_id: str,
+        saml_request: str,
+        relay_state: str | None,
+        sig_alg: str | None,
+        signature: str,
+    ) -> bool:
+        if not sig_alg:
+            raise DevIdPError("the request has a Signature but no SigAlg")
+        query = {"SAMLRequest": saml_request, "SigAlg": sig_alg, "Signature": signature}
+        if relay_state is not None:
+            query["RelayState"] = relay_state
+        certs = server.metadata.certs(sp_entity_id, "any", "signing")
+        if not certs:
+            raise DevIdPError("the request is signed but the SP's metadata has no signing key")
+        try:
+            ok = any(verify_redirect_signature(query, server.sec.sec_backend, c) for _, c in certs)
+        except Exception:  # noqa: BLE001
+            ok = False
+        if not ok:
+            raise DevIdPError("the request's signature does not verify")
+        return True
+
+    def _requested_acs(self, server: Server, sp_entity_id: str, message: Any) -> str:
+        """The ACS the request names (it must be in the SP's metadata) or the default one."""
+        binding = message.protocol_binding
+        if binding and binding != BINDING_HTTP_POST:
+            raise DevIdPError("only the HTTP-POST binding is supported for the response")
+        registered = self._acs_services(server, sp_entity_id)
+        if message.assertion_consumer_service_url:
+            url = message.assertion_consumer_service_url
+            if url not in [srv["location"] for srv in registered]:
+                # What Entra calls AADSTS50011 (reply URL mismatch).
+                raise DevIdPError(
+                    "the AssertionConsumerServiceURL in the request is not in the SP's metadata"
+                )
+            return str(url)
+        if message.assertion_consumer_service_index is not None:
+            for srv in registered:
+                if str(srv.get("index")) == str(message.assertion_consumer_service_index):
+                    return str(srv["location"])
+            raise DevIdPError("the AssertionConsumerServiceIndex is not in the SP's metadata")
+        return self._default_acs(server, sp_entity_id)
+
+    @staticmethod
+    def _acs_services(server: Server, sp_entity_id: str) -> list[dict[str, Any]]:
+        try:
+            return list(server.metadata.assertion_consumer_service(sp_entity_id, BINDING_HTTP_POST))
+        except Exception:  # noqa: BLE001 - UnsupportedBinding, UnknownSystemEntity
+            return []
+
+    def _default_acs(self, server: Server, sp_entity_id: str) -> str:
+        services = self._acs_services(server, sp_entity_id)
+        if not services:
+            raise DevIdPError(f"the SP {sp_entity_id[:200]!r} has no HTTP-POST ACS in its metadata")
+        for srv in services:
+            if str(srv.get("is_default", "")).lower() == "true":
+                return str(srv["location"])
+        return str(min(services, key=lambda s: int(s.get("index") or 0))["location"])
+
+    def create_response(
+        self,
+        user_key: str,
+        *,
+        sp_entity_id: str,
+        in_response_to: str | None,
+        acs_url: str | None = None,
+        sign_assertion: bool | None = None,
+        sign_response: bool | None = None,
+    ) -> str:
+        """A signed SAML Response for `user_key`, Base64-encoded for an HTTP-POST form.
+
+        `in_response_to=None` makes an unsolicited (IdP-initiated) response.
+        Destination and Recipient are `acs_url`, which is used as given (tests
+        may aim it anywhere) or else the SP's default ACS from its metadata.
+        """
+        user = self.users.get(user_key)
+        if user is None:
+            raise DevIdPError(f"unknown user {user_key[:100]!r}")
+        server = self._current_server()
+        if sp_entity_id not in self._sp_metadata:
+            raise DevIdPError(f"unknown service provider {sp_entity_id[:200]!r}")
+        destination = acs_url or self._default_acs(server, sp_entity_id)
+        policy = _ReleaseAll(
+            restrictions={"default": {"lifetime": {"minutes": ASSERTION_LIFETIME_MINUTES}}},
+            mds=server.metadata,
+        )
+        response = server.create_authn_response(
+            identity={name: list(values) for name, values in user.claims.items()},
+            in_response_to=in_response_to,
+            destination=destination,
+            sp_entity_id=sp_entity_id,
+            name_id=saml.NameID(format=NAMEID_EMAIL, text=user.name_id),
+            authn={"class_ref": saml.AUTHN_PASSWORD},
+            release_policy=policy,
+            sign_assertion=self.sign_assertion if sign_assertion is None else sign_assertion,
+            sign_response=self.sign_response if sign_response is None else sign_response,
+            sign_alg=self.signing_algorithm,
+            digest_alg=DIGEST_SHA256,
+        )
+        xml = response if isinstance(response, (str, bytes)) else str(response)
+        if isinstance(xml, str):
+            xml = xml.encode("utf-8")
+        log.info("development IdP: signed in %s for %s", user.name_id, sp_entity_id)
+        return base64.b64encode(xml).decode("ascii")
+
+
+def _sp_entity_id(metadata_xml: str) -> str:
+    """The entity ID of the one SP an SP metadata document describes."""
+    if not isinstance(metadata_xml, str) or not metadata_xml.strip():
+        raise DevIdPError("SP metadata is empty")
+    try:
+        md = InMemoryMetaData(None, metadata_xml, check_validity=False)
+        md.parse(metadata_xml)
+    except Exception as exc:  # noqa: BLE001 - pysaml2 raises anything on bad XML
+        raise DevIdPError(f"SP metadata could not be read ({type(exc).__name__})") from None
+    sps = [eid for eid, entity in md.items() if entity.get("spsso_descriptor")]
+    if len(sps) != 1:
+        raise DevIdPError(f"SP metadata must describe exactly one SP, not {len(sps)}")
+    return str(sps[0])

@@ -1,0 +1,409 @@
+"""The engine: everything the middleware does, with no ASGI or WSGI in sight.
+
+An adapter turns its request into an `HttpRequest` and calls `Engine.handle`,
+which answers either `PassThrough` (call the app, with this user in scope and
+perhaps a refreshed session cookie) or `Response` (answer the browser directly).
+
+The flow, as a browser sees it:
+
+* A protected path without a session: a page navigation is sent (303) to
+  `{prefix}/login/?next=<the page>`; any other request gets 401 JSON.
+* `GET {prefix}/login/`: an AuthnRequest goes to the IdP (HTTP-Redirect, or an
+  auto-posted form when the IdP only offers POST). Its ID is remembered in the
+  store with the page to return to, so the IdP's cross-site POST needs no
+  cookie. RelayState carries the same page, signed.
+* `POST {prefix}/acs/`: the IdP's Response is verified (protocol.py), the
+  assertion ID enters the replay cache, the outstanding request is taken once,
+  the user is mapped and provisioned, a new session cookie is set, and the
+  browser goes (303) to the page it first asked for. IdP-initiated responses
+  (no InResponseTo) are accepted only when allowed, and land on a safe
+  RelayState path or `paths.after_login`.
+* `GET {prefix}/metadata/`: the SP metadata to give the IdP.
+* `GET|POST {prefix}/logout/`: the local session ends.
+
+Every refusal is a `SAMLError` turned into a 4xx page (or JSON) here, logged
+with its code; nothing the browser sends can produce a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from itsdangerous import URLSafeSerializer
+
+from .config import Settings, load_settings
+from .errors import AccessDenied, SAMLError
+from .identity import ANONYMOUS, SAMLUser, build_user
+from .metadata import IdPMetadata
+from .pages import auto_post_form, error_page
+from .protocol import ServiceProvider, decode_post_message, inspect_response
+from .session import Session, SessionCodec
+from .stores import Store, make_store
+
+log = logging.getLogger("saml_middleware.engine")
+login_log = logging.getLogger("saml_middleware.login")
+
+# How long a user may spend at the IdP (MFA included) before the request expires.
+OUTSTANDING_REQUEST_TTL = 900
+_NO_STORE = ("cache-control", "no-store")
+
+
+@dataclass
+class HttpRequest:
+    """A framework-neutral request; the body is read only when an endpoint needs it."""
+
+    method: str
+    path: str
+    query_string: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    read_body: Callable[[int], Awaitable[bytes]] | None = None
+
+    def query(self, name: str) -> str | None:
+        values = parse_qs(self.query_string, keep_blank_values=True).get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class Response:
+    """An answer the middleware gives itself."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+
+@dataclass
+class PassThrough:
+    """Let the app answer, with `user` in scope (and a refreshed cookie, if any)."""
+
+    user: SAMLUser
+    set_cookie: str | None = None
+
+
+Reply = Response | PassThrough
+
+
+class Engine:
+    """The middleware's behaviour for one settings dict (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | Settings,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = load_settings(settings)
+        assert self.settings.idp is not None
+        self.metadata = IdPMetadata(self.settings.idp)
+        self._sp = ServiceProvider(self.settings, self.metadata.load())
+        self._sp_version = self.metadata.version
+        self.store: Store = store or make_store(self.settings.store)
+        self.sessions = SessionCodec(self.settings.session, self.settings.secret_key, clock=clock)
+        self._relay = URLSafeSerializer(self.settings.secret_key, salt="saml_middleware.relay")
+        self._clock = clock
+        prefix = self.settings.paths.prefix
+        self._endpoints: dict[str, Callable[[HttpRequest], Awaitable[Response]]] = {
+            "login": self.login,
+            "acs": self.acs,
+            "metadata": self.metadata_endpoint,
+            "logout": self.logout,
+        }
+        self._prefix = prefix
+
+    # -- dispatch -----------------------------------------------------------------
+
+    async def handle(self, request: HttpRequest) -> Reply:
+        """Answer one HTTP request: an endpoint, a login redirect, a 401, or pass through."""
+        endpoint = self._endpoint(request.path)
+        if endpoint is not None:
+            return await self._run_endpoint(endpoint, request)
+        session = self.authenticate(request)
+        if session is not None:
+            return PassThrough(session.user, self._refreshed_cookie(session))
+        if not self.is_protected(request.path):
+            return PassThrough(ANONYMOUS)
+        return self._login_required(request)
+
+    def authenticate(self, request: HttpRequest) -> Session | None:
+        """The request's session, if its cookie is valid."""
+        return self.sessions.decode(request.cookies.get(self.settings.session.cookie_name))
+
+    async def websocket_user(self, request: HttpRequest) -> SAMLUser | None:
+        """The user for a websocket handshake, or None when it must be refused."""
+        session = self.authenticate(request)
+        if session is not None:
+            return session.user
+        return None if self.is_protected(request.path) else ANONYMOUS
+
+    def is_protected(self, path: str) -> bool:
+        paths = self.settings.paths
+        if self._endpoint_name(path) is not None:
+            return False
+        return _under_any(path, paths.protect) and not _under_any(path, paths.exempt)
+
+    def _endpoint_name(self, path: str) -> str | None:
+        if path != self._prefix and not path.startswith(self._prefix + "/"):
+            return None
+        rest = path[len(self._prefix):].strip("/")
+        return rest or ""
+
+    def _endpoint(self, path: str) -> Callable[[HttpRequest], Awaitable[Response]] | None:
+        name = self._endpoint_name(path)
+        if name is None:
+            return None
+        return self._endpoints.get(name, self.not_found)
+
+    async def _run_endpoint(
+        self, endpoint: Callable[[HttpRequest], Awaitable[Response]], request: HttpRequest
+    ) -> Response:
+        try:
+            return await endpoint(request)
+        except SAMLError as err:
+            log.warning("refused %s %s: %s (%s)", request.method, request.path, err.code,
+                        err.reason)
+            if endpoint == self.acs:
+                login_log.info("login failed", extra={"saml_outcome": err.code})
+            return self.error_response(err, request)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return self.error_response(
+                SAMLError("internal_error", "Sign-in could not be completed.", 500), request
+            )
+
+    def error_response(self, err: SAMLError, request: HttpRequest) -> Response:
+        """The one place a refusal becomes an HTTP answer."""
+        headers = [("x-saml-error", err.code), _NO_STORE]
+        if err.status == 405:
+            headers.append(("allow", "POST"))
+        if _wants_json(request):
+            body = json.dumps({"error": err.code, "reason": err.reason}).encode()
+            return Response(err.status, [("content-type", "application/json"), *headers], body)
+        return Response(err.status, [("content-type", "text/html; charset=utf-8"), *headers],
+                        error_page(err.status, err.reason, err.code))
+
+    def _login_required(self, request: HttpRequest) -> Response:
+        target = request.path + (f"?{request.query_string}" if request.query_string else "")
+        login_url = f"{self._prefix}/login/?next={quote(target, safe='/')}"
+        if request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
+            return Response(303, [("location", login_url), _NO_STORE])
+        body = json.dumps({"error": "authentication_required", "login_url": login_url}).encode()
+        return Response(401, [("content-type", "application/json"), _NO_STORE], body)
+
+    def _refreshed_cookie(self, session: Session) -> str | None:
+        if not session.refresh:
+            return None
+        value = self.sessions.encode(session.user, session_id=session.session_id,
+                                     login_time=session.login_time)
+        return self.sessions.cookie_header(value, self.sessions.remaining(session.login_time))
+
+    # -- endpoints ----------------------------------------------------------------
+
+    async def not_found(self, request: HttpRequest) -> Response:
+        raise SAMLError("not_found", "There is no such sign-in page.", 404)
+
+    def sp_metadata_xml(self) -> str:
+        """The SP metadata to give the IdP (entity ID, ACS URL, NameID format, certificates)."""
+        return self._sp.metadata_xml()
+
+    async def metadata_endpoint(self, request: HttpRequest) -> Response:
+        _require_method(request, "GET", "HEAD")
+        body = (await self.service_provider()).metadata_xml().encode("utf-8")
+        return Response(200, [("content-type", "application/samlmetadata+xml; charset=utf-8")],
+                        body)
+
+    async def login(self, request: HttpRequest) -> Response:
+        _require_method(request, "GET", "HEAD")
+        next_url = self.safe_redirect(request.query("next")) or self.settings.paths.after_login
+        sp = await self.service_provider()
+        relay_state = self._relay.dumps(next_url)
+        request_id, outgoing = await asyncio.to_thread(sp.authn_request, relay_state)
+        await self.store.put(f"request:{request_id}", {"next": next_url},
+                             OUTSTANDING_REQUEST_TTL)
+        if outgoing.form is None:
+            return Response(303, [("location", outgoing.url), _NO_STORE])
+        return Response(200, [("content-type", "text/html; charset=utf-8"), _NO_STORE],
+                        auto_post_form(outgoing.url, outgoing.form))
+
+    async def acs(self, request: HttpRequest) -> Response:
+        _require_method(request, "POST")
+        form = await self._read_form(request)
+        security = self.settings.security
+        xml = decode_post_message(_single(form, "SAMLResponse", required=True) or "",
+                                  security.max_request_bytes)
+        relay_state = _single(form, "RelayState")
+        sp = await self.service_provider()
+        envelope = await asyncio.to_thread(inspect_response, xml,
+                                           reject_sha1=security.reject_sha1)
+        record_key = f"request:{envelope.in_response_to}" if envelope.in_response_to else None
+        record = await self.store.get(record_key) if record_key else None
+        if record_key and record is None:
+            raise SAMLError("wrong_in_response_to",
+                            "This sign-in answer is unknown, expired or already used: "
+                            "please sign in again.")
+        verified = await asyncio.to_thread(
+            sp.verify_response, envelope,
+            outstanding_id=envelope.in_response_to if record else None,
+            now=self._clock(),
+        )
+        replay_ttl = max(1.0, verified.expires_at - self._clock())
+        if not await self.store.add_if_absent(
+            f"assertion:{verified.issuer}:{verified.assertion_id}", replay_ttl
+        ):
+            raise SAMLError("replay", "This sign-in answer has already been used.")
+        if record_key and await self.store.pop(record_key) is None:
+            raise SAMLError("wrong_in_response_to", "This sign-in answer was already used.")
+        user = build_user(
+            name_id=verified.name_id,
+            name_id_format=verified.name_id_format,
+            session_index=verified.session_index,
+            issuer=verified.issuer,
+            attributes=verified.attributes,
+            attribute_settings=self.settings.attributes,
+            role_settings=self.settings.roles,
+        )
+        if self.settings.roles.require_mapped_role and not user.roles:
+            raise SAMLError("no_mapped_role",
+                            "Your account has no role in this application: ask your "
+                            "administrator to assign you one.")
+        user = await self._provision(user)
+        if record is not None:
+            next_url = str(record.get("next") or self.settings.paths.after_login)
+        else:
+            next_url = _local_path(relay_state) or self.settings.paths.after_login
+        cookie = self.sessions.encode(user)
+        login_log.info(
+            "login ok",
+            extra={"saml_outcome": "ok", "saml_issuer": verified.issuer,
+                   "saml_name_id_hash": _digest(user.name_id),
+                   "saml_idp_initiated": record is None},
+        )
+        return Response(303, [
+            ("location", next_url),
+            ("set-cookie", self.sessions.cookie_header(cookie, self.settings.session.max_age_seconds)),
+            _NO_STORE,
+        ])
+
+    async def logout(self, request: HttpRequest) -> Response:
+        _require_method(request, "GET", "HEAD", "POST")
+        next_url = self.safe_redirect(request.query("next")) or self.settings.paths.after_logout
+        return Response(303, [("location", next_url),
+                              ("set-cookie", self.sessions.clear_header()), _NO_STORE])
+
+    # -- helpers ------------------------------------------------------------------
+
+    async def service_provider(self) -> ServiceProvider:
+        """The pysaml2 client for the IdP metadata now in force (rebuilt when it changes)."""
+        info = await self.metadata.refresh_if_due()
+        if self.metadata.version != self._sp_version:
+            self._sp = ServiceProvider(self.settings, info)
+            self._sp_version = self.metadata.version
+        return self._sp
+
+    async def _provision(self, user: SAMLUser) -> SAMLUser:
+        hook = self.settings.provision
+        if hook is None:
+            return user
+        try:
+            result = hook(user)
+            if inspect.isawaitable(result):
+                result = await result
+        except AccessDenied:
+            raise
+        except SAMLError:
+            raise
+        except Exception:
+            log.exception("the provision hook failed")
+            raise SAMLError("provision_failed", "Your account could not be set up.", 500) from None
+        if not isinstance(result, SAMLUser):
+            log.error("the provision hook returned %s, not a SAMLUser", type(result).__name__)
+            raise SAMLError("provision_failed", "Your account could not be set up.", 500)
+        return result
+
+    async def _read_form(self, request: HttpRequest) -> dict[str, list[str]]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise SAMLError("malformed", "The sign-in answer must be a submitted form.", 400)
+        limit = self.settings.security.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise SAMLError("too_large", "The sign-in answer is too large.", 413)
+        if request.read_body is None:
+            raise SAMLError("malformed", "The sign-in answer is empty.", 400)
+        body = await request.read_body(limit)
+        if len(body) > limit:
+            raise SAMLError("too_large", "The sign-in answer is too large.", 413)
+        try:
+            return parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                            max_num_fields=16)
+        except (UnicodeDecodeError, ValueError):
+            raise SAMLError("malformed", "The sign-in answer is not a valid form.", 400) from None
+
+    def safe_redirect(self, target: str | None) -> str | None:
+        """`target` if it is a same-origin path or an allowed host's URL, else None."""
+        if not target or len(target) > 2048:
+            return None
+        if any(ord(c) < 0x20 or c == "\\" for c in target):
+            return None
+        if _local_path(target):
+            return target
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        base = urlsplit(self.settings.base_url)
+        if (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
+            return target
+        if parts.hostname.lower() in self.settings.security.allowed_redirect_hosts:
+            return target
+        return None
+
+
+def _local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site ("/x?y"), never "//host" or a URL."""
+    if not target or len(target) > 2048 or not target.startswith("/"):
+        return None
+    if target.startswith("//") or any(ord(c) < 0x20 or c == "\\" for c in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+def _under_any(path: str, prefixes: tuple[str, ...]) -> bool:
+    for prefix in prefixes:
+        base = prefix.rstrip("/")
+        if not base or path == base or path.startswith(base + "/"):
+            return True
+    return False
+
+
+def _require_method(request: HttpRequest, *allowed: str) -> None:
+    if request.method not in allowed:
+        raise SAMLError("method_not_allowed", f"Use {' or '.join(allowed)} here.", 405)
+
+
+def _single(form: Mapping[str, list[str]], name: str, *, required: bool = False) -> str | None:
+    values = form.get(name, [])
+    if len(values) > 1:
+        raise SAMLError("malformed", f"The form repeats {name}.", 400)
+    if required and not values:
+        raise SAMLError("malformed", f"The form has no {name}.", 400)
+    return values[0] if values else None
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]

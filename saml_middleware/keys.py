@@ -1,0 +1,74 @@
+"""Signing keys and self-signed certificates for SAML, made with `cryptography`.
+
+SAML peers trust a certificate because it is pinned in metadata (or pasted into
+the IdP as "Certificate (Base64)"), not because a CA signed it, so a
+self-signed certificate is the normal case. Used by `saml-middleware keygen`
+and the development IdP; nothing here touches pysaml2.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+KINDS = ("rsa", "ec")
+
+
+def generate_key_pair(common_name: str, *, days: int = 365, kind: str = "rsa") -> tuple[str, str]:
+    """A new private key (PKCS#8 PEM, unencrypted) and its self-signed certificate (PEM).
+
+    `kind` is "rsa" (2048 bits, what every IdP accepts) or "ec" (P-256). The
+    certificate is valid from one minute ago (small clock skew) for `days` days.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    if not common_name or len(common_name) > 64:
+        raise ValueError("common_name must be 1 to 64 characters long")
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        # A random positive 127-bit serial, as RFC 5280 asks (unique per issuer).
+        .serial_number(uuid.uuid4().int >> 1)
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return key_pem, cert_pem
+
+
+def certificate_body(cert_pem: str) -> str:
+    """The Base64 body of a PEM certificate on one line (Entra's "Certificate (Base64)").
+
+    This is the form metadata's `<ds:X509Certificate>` and `idp.x509cert` use.
+    The certificate is parsed (the first one, when the text holds a chain), so a
+    damaged paste fails here with ValueError rather than later at a signature check.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.strip().encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError("not a PEM certificate") from None
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")

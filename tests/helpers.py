@@ -1,0 +1,133 @@
+"""Test helpers: settings around the development IdP, and a tiny browser for the engine."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from saml_middleware.devidp import DevIdP
+from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response
+
+SP_BASE = "https://app.example.test"
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+def settings_for(idp: DevIdP, **overrides: Any) -> dict[str, Any]:
+    """A valid settings dict trusting `idp`; `section__key=value` overrides one key."""
+    settings: dict[str, Any] = {
+        "base_url": SP_BASE,
+        "secret_key": SECRET,
+        "idp": {"metadata_xml": idp.metadata_xml()},
+        "roles": {"map": {"admins": ["Admin"], "developers": ["Member"]}},
+    }
+    for key, value in overrides.items():
+        if "__" in key:
+            section, name = key.split("__", 1)
+            settings.setdefault(section, {})[name] = value
+        else:
+            settings[key] = value
+    return copy.deepcopy(settings) if not callable(settings.get("provision")) else settings
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    form: dict[str, str] | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    cookies: dict[str, str] | None = None,
+) -> HttpRequest:
+    """An `HttpRequest` for `url` (path and query), with an optional urlencoded form."""
+    parts = urlsplit(url)
+    all_headers = {k.lower(): v for k, v in (headers or {}).items()}
+    if form is not None:
+        body = urlencode(form).encode()
+        all_headers.setdefault("content-type", "application/x-www-form-urlencoded")
+    payload = body or b""
+
+    async def read_body(limit: int) -> bytes:
+        return payload
+
+    return HttpRequest(
+        method=method,
+        path=parts.path,
+        query_string=parts.query,
+        headers=all_headers,
+        cookies=dict(cookies or {}),
+        read_body=read_body,
+    )
+
+
+def header(reply: Response, name: str) -> str | None:
+    for key, value in reply.headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def cookie_value(set_cookie: str) -> str:
+    return set_cookie.split(";", 1)[0].split("=", 1)[1]
+
+
+@dataclass
+class Browser:
+    """Follows the SP-initiated flow against an engine and the development IdP."""
+
+    engine: Engine
+    idp: DevIdP
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cookie_name(self) -> str:
+        return self.engine.settings.session.cookie_name
+
+    async def get(self, url: str, *, accept: str = "text/html") -> Response | PassThrough:
+        reply = await self.engine.handle(
+            request("GET", url, headers={"accept": accept}, cookies=self.cookies)
+        )
+        self._remember(reply)
+        return reply
+
+    async def post_acs(self, saml_response: str, relay_state: str | None = None) -> Response:
+        form = {"SAMLResponse": saml_response}
+        if relay_state is not None:
+            form["RelayState"] = relay_state
+        reply = await self.engine.handle(
+            request("POST", "/saml/acs/", form=form, cookies=self.cookies)
+        )
+        assert isinstance(reply, Response)
+        self._remember(reply)
+        return reply
+
+    def _remember(self, reply: Response | PassThrough) -> None:
+        set_cookie = header(reply, "set-cookie") if isinstance(reply, Response) else reply.set_cookie
+        if set_cookie and set_cookie.startswith(self.cookie_name + "="):
+            value = cookie_value(set_cookie)
+            if value:
+                self.cookies[self.cookie_name] = value
+            else:
+                self.cookies.pop(self.cookie_name, None)
+
+    async def start_login(self, page: str = "/dashboard") -> tuple[str, str | None]:
+        """Visit a protected page; return (AuthnRequest, RelayState) sent to the IdP."""
+        reply = await self.get(page)
+        assert isinstance(reply, Response) and reply.status == 303
+        reply = await self.get(header(reply, "location") or "")
+        assert isinstance(reply, Response) and reply.status == 303
+        location = header(reply, "location") or ""
+        assert location.startswith(self.idp.sso_redirect_url)
+        query = parse_qs(urlsplit(location).query)
+        return query["SAMLRequest"][0], query.get("RelayState", [None])[0]
+
+    async def login(self, user: str = "bsimon", page: str = "/dashboard") -> Response:
+        """The whole SP-initiated round trip; returns the ACS reply."""
+        saml_request, relay_state = await self.start_login(page)
+        info = self.idp.parse_authn_request(saml_request, "redirect")
+        saml_response = self.idp.create_response(
+            user, sp_entity_id=info.sp_entity_id, in_response_to=info.request_id,
+            acs_url=info.acs_url,
+        )
+        return await self.post_acs(saml_response, relay_state)

@@ -1,0 +1,162 @@
+"""The ASGI adapter: Starlette idioms, 401/redirect, websockets, lifespan, cookies."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from saml_middleware import SAMLMiddleware, SAMLUser
+from tests.helpers import SP_BASE, settings_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def me(request: Request) -> JSONResponse:
+    user = request.user
+    return JSONResponse({"auth": user.is_authenticated, "name_id": user.name_id,
+                         "email": user.email, "roles": list(user.roles),
+                         "scopes": list(request.auth.scopes)})
+
+
+@requires("Admin")
+async def admin(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("admin area")
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(websocket.scope["user"].name_id or "anonymous")
+    await websocket.close()
+
+
+def build_app(devidp, use_add_middleware: bool = False, **overrides):
+    settings = settings_for(devidp, **overrides)
+    routes = [Route("/me", me), Route("/admin", admin), WebSocketRoute("/ws", ws_echo),
+              Route("/public/me", me)]
+    if use_add_middleware:
+        app = Starlette(routes=routes)
+        app.add_middleware(SAMLMiddleware, settings=settings)
+        return app
+    return SAMLMiddleware(Starlette(routes=routes), settings=settings)
+
+
+async def login(client: httpx.AsyncClient, devidp, user: str, page: str = "/me") -> httpx.Response:
+    first = await client.get(page, headers={"accept": "text/html"})
+    assert first.status_code == 303
+    to_idp = await client.get(first.headers["location"])
+    assert to_idp.status_code == 303
+    query = parse_qs(urlsplit(to_idp.headers["location"]).query)
+    info = devidp.parse_authn_request(query["SAMLRequest"][0], "redirect")
+    saml_response = devidp.create_response(user, sp_entity_id=info.sp_entity_id,
+                                           in_response_to=info.request_id)
+    acs = await client.post("/saml/acs/", data={"SAMLResponse": saml_response,
+                                                "RelayState": query["RelayState"][0]})
+    assert acs.status_code == 303, acs.text
+    return acs
+
+
+def client_for(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SP_BASE)
+
+
+@pytest.mark.parametrize("use_add_middleware", [False, True])
+async def test_login_fills_request_user_and_auth(devidp, use_add_middleware):
+    app = build_app(devidp, use_add_middleware)
+    metadata = await client_for(app).get("/saml/metadata/")
+    devidp.add_service_provider(metadata.text)
+    async with client_for(app) as client:
+        acs = await login(client, devidp, "bsimon")
+        assert acs.headers["location"] == "/me"
+        cookie = acs.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+        body = (await client.get("/me")).json()
+    assert body == {"auth": True, "name_id": "B.Simon@contoso.com",
+                    "email": "B.Simon@contoso.com", "roles": ["Admin"],
+                    "scopes": ["authenticated", "Admin"]}
+
+
+async def test_requires_allows_and_denies_as_mapped(devidp):
+    app = build_app(devidp)
+    devidp.add_service_provider((await client_for(app).get("/saml/metadata/")).text)
+    async with client_for(app) as admin_client:
+        await login(admin_client, devidp, "bsimon", "/admin")
+        allowed = await admin_client.get("/admin")
+        assert allowed.status_code == 200 and allowed.text == "admin area"
+    async with client_for(app) as member_client:
+        await login(member_client, devidp, "ajones", "/admin")
+        assert (await member_client.get("/admin")).status_code == 403
+
+
+async def test_api_client_gets_401_json_not_redirect(devidp):
+    async with client_for(build_app(devidp)) as client:
+        reply = await client.get("/me", headers={"accept": "application/json"})
+    assert reply.status_code == 401
+    assert reply.json()["error"] == "authentication_required"
+
+
+async def test_anonymous_user_on_exempt_path(devidp):
+    async with client_for(build_app(devidp, paths__exempt=["/public"])) as client:
+        reply = await client.get("/public/me")
+    assert reply.status_code == 200
+    assert reply.json()["auth"] is False and reply.json()["scopes"] == []
+
+
+async def test_tampered_cookie_means_anonymous(devidp):
+    app = build_app(devidp)
+    devidp.add_service_provider((await client_for(app).get("/saml/metadata/")).text)
+    async with client_for(app) as client:
+        await login(client, devidp, "bsimon")
+        value = client.cookies["saml_session"]
+        client.cookies.set("saml_session", value[:-3] + "xyz", domain="app.example.test")
+        reply = await client.get("/me", headers={"accept": "application/json"})
+    assert reply.status_code == 401
+
+
+async def test_lifespan_passes_through(devidp):
+    events = []
+
+    async def inner(scope, receive, send):
+        events.append(scope["type"])
+
+    app = SAMLMiddleware(inner, settings=settings_for(devidp))
+    await app({"type": "lifespan"}, None, None)
+    assert events == ["lifespan"]
+
+
+def test_websocket_on_protected_path_without_session_is_closed(devidp):
+    from starlette.testclient import TestClient
+
+    app = build_app(devidp)
+    with TestClient(app, base_url=SP_BASE) as client:
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/ws"):
+            pass
+        assert closed.value.code == 1008
+
+
+def test_websocket_with_session_sees_the_user(devidp):
+    from starlette.testclient import TestClient
+
+    app = build_app(devidp)
+    devidp.add_service_provider(TestClient(app, base_url=SP_BASE).get("/saml/metadata/").text)
+    engine = app.engine
+    cookie = engine.sessions.encode(SAMLUser(name_id="B.Simon@contoso.com", user_id="x"))
+    with TestClient(app, base_url=SP_BASE) as client:
+        client.cookies.set("saml_session", cookie)
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_text() == "B.Simon@contoso.com"
+
+
+def test_websocket_on_unprotected_path_passes(devidp):
+    from starlette.testclient import TestClient
+
+    app = build_app(devidp, paths__exempt=["/ws"])
+    with TestClient(app, base_url=SP_BASE) as client, client.websocket_connect("/ws") as ws:
+        assert ws.receive_text() == "anonymous"
