@@ -242,12 +242,17 @@ def _xs_datetime(value: str) -> dt.datetime:
     match = re.fullmatch(
         r"\s*(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?\s*", value
     )
+    problem = MetadataError(f"validUntil is not a date: {_shown(value, 40)}")
     if not match:
-        raise MetadataError(f"validUntil is not a date: {_shown(value, 40)}")
+        raise problem
     base, fraction, zone = match.groups()
     micro = (fraction or "").ljust(6, "0")[:6]
     offset = "+00:00" if zone in (None, "Z") else zone
-    return dt.datetime.fromisoformat(f"{base}.{micro}{offset}").astimezone(dt.timezone.utc)
+    try:
+        parsed = dt.datetime.fromisoformat(f"{base}.{micro}{offset}")
+    except ValueError:  # e.g. month 13
+        raise problem from None
+    return parsed.astimezone(dt.timezone.utc)
 
 
 def _valid_until(entity: Any) -> dt.datetime | None:
@@ -625,6 +630,10 @@ class IdPMetadata:
         if self.settings.source not in ("metadata_url", "metadata_file"):
             return False
         return self._state is None or _NEXT_CHECK not in self._checked
+
+    def invalidate(self) -> None:
+        """Make the next refresh look at the source now (an admin's "refresh", tests)."""
+        self._checked.clear()
 
     async def refresh_if_due(self) -> IdPInfo:
         """Refresh in a worker thread when due; concurrent callers wait for one fetch."""

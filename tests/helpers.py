@@ -14,12 +14,12 @@ SP_BASE = "https://app.example.test"
 SECRET = "test-secret-key-0123456789abcdef"
 
 
-def settings_for(idp: DevIdP, **overrides: Any) -> dict[str, Any]:
-    """A valid settings dict trusting `idp`; `section__key=value` overrides one key."""
+def settings_for(trusted_idp: DevIdP, **overrides: Any) -> dict[str, Any]:
+    """A valid settings dict trusting `trusted_idp`; `section__key=value` overrides one key."""
     settings: dict[str, Any] = {
         "base_url": SP_BASE,
         "secret_key": SECRET,
-        "idp": {"metadata_xml": idp.metadata_xml()},
+        "idp": {"metadata_xml": trusted_idp.metadata_xml()},
         "roles": {"map": {"admins": ["Admin"], "developers": ["Member"]}},
     }
     for key, value in overrides.items():

@@ -189,8 +189,16 @@ def test_default_users_are_entra_shaped() -> None:
 def test_load_users(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     path.write_text(
-        json.dumps([{"key": "x", "name_id": "x@example.com", "display": "X",
-                     "claims": {"role": "a", "groups": ["g1", "g2"]}}])
+        json.dumps(
+            [
+                {
+                    "key": "x",
+                    "name_id": "x@example.com",
+                    "display": "X",
+                    "claims": {"role": "a", "groups": ["g1", "g2"]},
+                }
+            ]
+        )
     )
     assert load_users(path) == [
         DevUser("x", "x@example.com", "X", {"role": ["a"], "groups": ["g1", "g2"]})
@@ -214,9 +222,13 @@ def test_metadata_describes_the_idp(idp: DevIdP) -> None:
     assert idpsso is not None
     cert = idpsso.findtext("md:KeyDescriptor[@use='signing']//ds:X509Certificate", None, NS)
     assert cert is not None and cert.strip() == certificate_body(idp.cert_pem)
-    sso = {e.get("Binding"): e.get("Location") for e in idpsso.findall("md:SingleSignOnService", NS)}
-    assert sso == {BINDING_HTTP_REDIRECT: f"{IDP_BASE}/sso/redirect",
-                   BINDING_HTTP_POST: f"{IDP_BASE}/sso/post"}
+    sso = {
+        e.get("Binding"): e.get("Location") for e in idpsso.findall("md:SingleSignOnService", NS)
+    }
+    assert sso == {
+        BINDING_HTTP_REDIRECT: f"{IDP_BASE}/sso/redirect",
+        BINDING_HTTP_POST: f"{IDP_BASE}/sso/post",
+    }
     slo = idpsso.find("md:SingleLogoutService", NS)
     assert slo is not None and slo.get("Location") == f"{IDP_BASE}/slo"
 
@@ -228,7 +240,10 @@ def test_sp_initiated_round_trip_is_entra_shaped(idp: DevIdP, sp: Saml2Client) -
     request_id, query = _redirect_request(sp)
     info = idp.parse_authn_request(query["SAMLRequest"], "redirect")
     assert (info.request_id, info.sp_entity_id, info.acs_url, info.signed) == (
-        request_id, SP_ENTITY, SP_ACS, False
+        request_id,
+        SP_ENTITY,
+        SP_ACS,
+        False,
     )
     saml_response = idp.create_response(
         "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
@@ -306,14 +321,20 @@ def test_signed_requests_are_verified(idp: DevIdP, signed_sp: Saml2Client) -> No
     _, query = _redirect_request(signed_sp, relay_state="/next")
     assert "Signature" in query
     info = idp.parse_authn_request(
-        query["SAMLRequest"], "redirect", relay_state=query["RelayState"],
-        sig_alg=query["SigAlg"], signature=query["Signature"],
+        query["SAMLRequest"],
+        "redirect",
+        relay_state=query["RelayState"],
+        sig_alg=query["SigAlg"],
+        signature=query["Signature"],
     )
     assert info.signed and info.sp_entity_id == SIGNED_SP_ENTITY
     with pytest.raises(DevIdPError, match="signature"):
         idp.parse_authn_request(
-            query["SAMLRequest"], "redirect", relay_state="/elsewhere",
-            sig_alg=query["SigAlg"], signature=query["Signature"],
+            query["SAMLRequest"],
+            "redirect",
+            relay_state="/elsewhere",
+            sig_alg=query["SigAlg"],
+            signature=query["Signature"],
         )
 
     request_id, post = signed_sp.create_authn_request(
@@ -352,7 +373,8 @@ def test_request_checks(idp: DevIdP, sp: Saml2Client) -> None:
 
     # An ACS URL not in the SP's metadata (Entra's AADSTS50011).
     _, request = sp.create_authn_request(
-        f"{IDP_BASE}/sso/post", binding=BINDING_HTTP_POST,
+        f"{IDP_BASE}/sso/post",
+        binding=BINDING_HTTP_POST,
         assertion_consumer_service_url="https://evil.example.test/acs",
     )
     with pytest.raises(DevIdPError, match="AssertionConsumerServiceURL"):
@@ -485,8 +507,12 @@ async def test_app_my_apps_idp_initiated(client: httpx.AsyncClient, sp: Saml2Cli
         ("POST", "/idp/sso/post", {"data": {"SAMLRequest": _deflated("<x/>")}}, 400),
         ("POST", "/idp/sso/continue", {"data": {"token": "nope", "user": "bsimon"}}, 400),
         ("POST", "/idp/sso/continue", {"data": {"user": "bsimon"}}, 400),
-        ("POST", "/idp/sso/continue", {"content": b"\xff" * 10,
-                                       "headers": {"content-type": "multipart/form-data"}}, 400),
+        (
+            "POST",
+            "/idp/sso/continue",
+            {"content": b"\xff" * 10, "headers": {"content-type": "multipart/form-data"}},
+            400,
+        ),
         ("GET", "/idp/sso/continue", {}, 405),
         ("GET", "/idp/nowhere", {}, 404),
     ],
@@ -513,7 +539,20 @@ async def test_app_served_alone(idp: DevIdP) -> None:
         transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:9000"
     ) as http:
         reply = await http.get("/metadata")
-        assert reply.status_code == 200 and 'entityID="http://127.0.0.1:9000/metadata"' in reply.text
+        assert (
+            reply.status_code == 200 and 'entityID="http://127.0.0.1:9000/metadata"' in reply.text
+        )
         page = await http.get("/")
         assert page.status_code == 200 and "No service providers" in page.text
 
+
+def test_ec_key_signs_with_ecdsa_sha256() -> None:
+    key_pem, cert_pem = generate_key_pair("ec idp", kind="ec")
+    idp = DevIdP(IDP_BASE, key_pem=key_pem, cert_pem=cert_pem)
+    sp = _sp(idp, SP_ENTITY, SP_ACS)
+    idp.add_service_provider(_sp_metadata(sp))
+    saml_response = idp.create_response("bsimon", sp_entity_id=SP_ENTITY, in_response_to=None)
+    method = _xml(saml_response).find(".//ds:SignatureMethod", NS)
+    assert method is not None
+    assert method.get("Algorithm") == "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+    _sp_accepts(sp, saml_response, None)

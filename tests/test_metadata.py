@@ -295,7 +295,7 @@ def _idp_part(doc: bytes) -> tuple[str, str]:
         (lambda d, c: entra_metadata(["TUlJQmFk"]), "not a valid X.509 certificate"),
         (
             lambda d, c: d.replace(
-                b'entityID="https://sts', b'validUntil="2001-01-01T00:00:00Z" x="'
+                b"<EntityDescriptor ", b'<EntityDescriptor validUntil="2001-01-01T00:00:00Z" '
             ),
             "metadata expired",
         ),
@@ -309,6 +309,12 @@ def _idp_part(doc: bytes) -> tuple[str, str]:
         (
             lambda d, c: d.replace(b"SAML:2.0:protocol", b"SAML:1.1:protocol"),
             "does not support SAML 2.0",
+        ),
+        (
+            lambda d, c: d.replace(
+                b"<EntityDescriptor ", b'<EntityDescriptor validUntil="2030-13-45T00:00:00Z" '
+            ),
+            "validUntil is not a date",
         ),
         (lambda d, c: d + b" " * 5_000_000, "larger than"),
     ],
@@ -406,7 +412,7 @@ def server() -> Iterator[Served]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     port = httpd.server_address[1]
     state.url = (
@@ -518,6 +524,17 @@ def test_metadata_url_load_refresh_failure_and_recovery(server, certs, caplog):
     assert asyncio.run(idp.refresh_if_due()) == third
     assert idp.version == 3
     assert server.hits == 6
+
+
+def test_invalidate_makes_the_next_refresh_fetch(server, certs):
+    server.body = entra_metadata([certs[0].body])
+    idp = IdPMetadata(settings("metadata_url", metadata_url=server.url), clock=FakeClock())
+    idp.load()
+    assert not idp.is_due()
+    server.body = entra_metadata([certs[1].body])
+    idp.invalidate()
+    assert asyncio.run(idp.refresh_if_due()).signing_certs == (certs[1].body,)
+    assert server.hits == 2 and not idp.is_due()
 
 
 def test_broken_document_on_refresh_keeps_last_copy(server, certs, caplog):

@@ -89,11 +89,11 @@ class _PendingRequests:
 
 def _page(title: str, body: str, *, status: int = 200, script: str = "") -> HTMLResponse:
     html = (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<meta name=\"robots\" content=\"noindex\"><title>{escape(title)} \u2014 {BANNER}</title>"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="robots" content="noindex"><title>{escape(title)} \u2014 {BANNER}</title>'
         f"<style>{_CSS}</style></head><body>"
-        f"<div class=\"banner\" role=\"alert\">{BANNER}</div>"
+        f'<div class="banner" role="alert">{BANNER}</div>'
         f"<main>{body}</main>{script}</body></html>\n"
     )
     return HTMLResponse(html, status_code=status, headers=_NO_STORE)
@@ -103,13 +103,13 @@ def _error_page(reason: str, status: int = 400) -> HTMLResponse:
     body = (
         "<h1>The development IdP cannot continue</h1>"
         f"<p>{escape(reason)}</p>"
-        "<p class=\"muted\">Start again from the application.</p>"
+        '<p class="muted">Start again from the application.</p>'
     )
     return _page("Error", body, status=status)
 
 
 def _hidden(name: str, value: str) -> str:
-    return f"<input type=\"hidden\" name=\"{escape(name)}\" value=\"{escape(value)}\">"
+    return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
 
 
 def _auto_post(acs_url: str, saml_response: str, relay_state: str | None) -> HTMLResponse:
@@ -118,10 +118,10 @@ def _auto_post(acs_url: str, saml_response: str, relay_state: str | None) -> HTM
     if relay_state is not None:
         fields += _hidden("RelayState", relay_state)
     body = (
-        f"<form method=\"post\" action=\"{escape(acs_url)}\">{fields}"
+        f'<form method="post" action="{escape(acs_url)}">{fields}'
         f"<p>Signing you in to <code>{escape(acs_url)}</code>\u2026</p>"
         "<noscript><p>JavaScript is off: press Continue.</p>"
-        "<button type=\"submit\">Continue</button></noscript></form>"
+        '<button type="submit">Continue</button></noscript></form>'
     )
     return _page("Signing in", body, script="<script>document.forms[0].submit()</script>")
 
@@ -131,7 +131,7 @@ def _user_summary(idp: DevIdP, key: str) -> str:
     email = escape(user.email) if user.email else "<em>no email claim</em>"
     roles = escape(", ".join(user.roles)) if user.roles else "<em>no role claim</em>"
     return (
-        f"<span class=\"muted\">NameID {escape(user.name_id)} \u00b7 email {email}"
+        f'<span class="muted">NameID {escape(user.name_id)} \u00b7 email {email}'
         f" \u00b7 roles {roles}</span>"
     )
 
@@ -183,16 +183,16 @@ def create_app(idp: DevIdP) -> Starlette:
         )
         token = pending.put(info, relay_state)
         buttons = "".join(
-            f"<form class=\"card\" method=\"post\" action=\"{escape(base)}/sso/continue\">"
+            f'<form class="card" method="post" action="{escape(base)}/sso/continue">'
             f"{_hidden('token', token)}{_hidden('user', key)}"
-            f"<button type=\"submit\">Sign in as {escape(user.display)}</button><br>"
+            f'<button type="submit">Sign in as {escape(user.display)}</button><br>'
             f"{_user_summary(idp, key)}</form>"
             for key, user in idp.users.items()
         )
         body = (
             "<h1>Sign in</h1>"
             f"<p>to <code>{escape(info.sp_entity_id)}</code></p>"
-            f"<p class=\"muted\">AuthnRequest <code>{escape(info.request_id)}</code>"
+            f'<p class="muted">AuthnRequest <code>{escape(info.request_id)}</code>'
             f" ({'signed' if info.signed else 'not signed'}); the answer goes to"
             f" <code>{escape(info.acs_url)}</code>.</p>"
             f"{buttons}"
@@ -230,24 +230,24 @@ def create_app(idp: DevIdP) -> Starlette:
     async def my_apps(request: Request) -> Response:
         sps = await run_in_threadpool(idp.service_providers)
         options = "".join(
-            f"<option value=\"{escape(key)}\">{escape(user.display)}</option>"
+            f'<option value="{escape(key)}">{escape(user.display)}</option>'
             for key, user in idp.users.items()
         )
         tiles = "".join(
-            f"<form class=\"card\" method=\"post\" action=\"{escape(base)}/initiate\">"
+            f'<form class="card" method="post" action="{escape(base)}/initiate">'
             f"<h2><code>{escape(entity_id)}</code></h2>"
-            f"<p class=\"muted\">ACS <code>{escape(acs_url)}</code></p>"
+            f'<p class="muted">ACS <code>{escape(acs_url)}</code></p>'
             f"{_hidden('sp', entity_id)}"
-            f"<label>User <select name=\"user\">{options}</select></label> "
-            "<label>RelayState <input name=\"RelayState\" placeholder=\"optional\"></label> "
-            "<button type=\"submit\">Open</button></form>"
+            f'<label>User <select name="user">{options}</select></label> '
+            '<label>RelayState <input name="RelayState" placeholder="optional"></label> '
+            '<button type="submit">Open</button></form>'
             for entity_id, acs_url in sps
         )
         if not tiles:
             tiles = "<p>No service providers are registered with this IdP yet.</p>"
         body = (
-            "<h1>My Apps</h1><p class=\"muted\">IdP-initiated sign-in: pick a user and open"
-            f" an app. IdP metadata: <a href=\"{escape(base)}/metadata\">"
+            '<h1>My Apps</h1><p class="muted">IdP-initiated sign-in: pick a user and open'
+            f' an app. IdP metadata: <a href="{escape(base)}/metadata">'
             f"<code>{escape(idp.entity_id)}</code></a></p>{tiles}"
         )
         return _page("My Apps", body)
@@ -270,9 +270,9 @@ def create_app(idp: DevIdP) -> Starlette:
     async def slo(request: Request) -> Response:
         body = (
             "<h1>Signed out</h1><p>You are signed out of the development IdP.</p>"
-            "<p class=\"muted\">It keeps no sessions, and Single Logout is not implemented"
+            '<p class="muted">It keeps no sessions, and Single Logout is not implemented'
             " yet: the application was not told.</p>"
-            f"<p><a href=\"{escape(base)}/\">My Apps</a></p>"
+            f'<p><a href="{escape(base)}/">My Apps</a></p>'
         )
         return _page("Signed out", body)
 

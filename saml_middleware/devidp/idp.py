@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import shutil
 import tempfile
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -107,7 +109,7 @@ class _ReleaseAll(Policy):
         return _NAME_FORM
 
 
-class _Server(Server):  # type: ignore[misc]
+class _Server(Server):
     # pysaml2 otherwise keeps every assertion it issues, in memory, forever.
     def support_AssertionIDRequest(self) -> bool:  # noqa: N802 (pysaml2's name)
         return False
@@ -176,6 +178,8 @@ class DevIdP:
         self.cert_pem = cert_pem
         self.signing_algorithm = _signing_algorithm(key_pem)
         self._key_dir = tempfile.mkdtemp(prefix="saml-devidp-")  # mode 0700
+        # The private key should not outlive the IdP on disk (best effort).
+        weakref.finalize(self, shutil.rmtree, self._key_dir, ignore_errors=True)
         self._key_file = os.path.join(self._key_dir, "idp.key")
         self._cert_file = os.path.join(self._key_dir, "idp.crt")
         fd = os.open(self._key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -218,14 +222,19 @@ class DevIdP:
             self._sources.append(source)
 
     def _load_sources(self) -> None:
+        # Sources run outside the lock: one may fetch over HTTP from a slow SP.
         with self._lock:
             pending, self._sources = self._sources, []
-            for source in pending:
-                try:
-                    self.add_service_provider(source())
-                except Exception as exc:  # noqa: BLE001 - any failure: retry later
-                    log.warning("development IdP: SP metadata source failed (%s); will retry", exc)
-                    self._sources.append(source)
+        failed = []
+        for source in pending:
+            try:
+                self.add_service_provider(source())
+            except Exception as exc:  # noqa: BLE001 - any failure: retry later
+                log.warning("development IdP: SP metadata source failed (%s); will retry", exc)
+                failed.append(source)
+        if failed:
+            with self._lock:
+                self._sources[:0] = failed
 
     def _current_server(self) -> Server:
         self._load_sources()

@@ -99,7 +99,10 @@ DEFAULT_USERS: tuple[DevUser, ...] = (
         name_id="C.Norole@contoso.com",
         display="C.Norole",
         claims=_entra_claims(
-            "C.Norole@contoso.com", "C", "Norole", "2d8b3c5e-7f1a-4e0b-9c2d-000000000003",
+            "C.Norole@contoso.com",
+            "C",
+            "Norole",
+            "2d8b3c5e-7f1a-4e0b-9c2d-000000000003",
             email=False,
         ),
     ),
