@@ -144,10 +144,14 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     ids = [value for value in root.xpath("//@ID")]
     if len(ids) != len(set(ids)):
         raise SAMLError("duplicate_id", "The SAML response repeats an element ID.")
-    assertions = root.findall("saml:Assertion", NS) + root.findall("saml:EncryptedAssertion", NS)
-    if len(assertions) != 1 or len(root.xpath("//saml:Assertion", namespaces=NS)) > len(
-        root.findall("saml:Assertion", NS)
-    ) + len(root.xpath("//saml:Advice//saml:Assertion", namespaces=NS)):
+    # Exactly one assertion, as a child of the Response; any other one (hidden in
+    # Extensions, a Signature's Object, ...) is a wrapping attempt. Assertions
+    # inside Advice are allowed but never read.
+    direct = root.xpath("saml:Assertion | saml:EncryptedAssertion", namespaces=NS)
+    anywhere = root.xpath("//saml:Assertion | //saml:EncryptedAssertion", namespaces=NS)
+    advised = root.xpath("//saml:Advice//saml:Assertion | //saml:Advice//saml:EncryptedAssertion",
+                         namespaces=NS)
+    if len(direct) != 1 or len(anywhere) - len(advised) != 1:
         raise SAMLError("wrong_number_of_assertions",
                         "The SAML response must hold exactly one assertion.")
     if reject_sha1:
