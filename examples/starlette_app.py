@@ -47,7 +47,7 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;"
     "color:#1b1f24}nav a{margin-right:1rem}table{border-collapse:collapse;width:100%}"
     "th,td{border:1px solid #d6d9de;padding:.3rem .5rem;text-align:left;vertical-align:top}"
-    "td code{word-break:break-all}"
+    "td code{word-break:break-all}#attributes td:first-child{width:40%}"
 )
 
 

@@ -325,8 +325,9 @@ def _idp(root: _Section) -> IdPSettings | None:
                     "is required (or give idp.metadata_url, idp.metadata_file or idp.metadata_xml)",
                 )
     for name in ("metadata_url", "sso_url", "slo_url"):
-        if values[name]:
-            _absolute_http_url(sec, name, values[name])
+        url = values[name]
+        if url:
+            _absolute_http_url(sec, name, url)
     if values["metadata_file"] and not Path(values["metadata_file"]).is_file():
         raise ConfigError(sec.key("metadata_file"), "no such file")
     assert refresh is not None
@@ -435,8 +436,8 @@ def _store(root: _Section) -> StoreSettings:
     return StoreSettings(backend)
 
 
-def load_settings(raw: Mapping[str, Any]) -> Settings:
-    """Validate a settings dict (see DESIGN.md) into a frozen `Settings`."""
+def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
+    """Validate a settings dict (see DESIGN.md) into a frozen `Settings` (kept as is if one)."""
     if isinstance(raw, Settings):
         return raw
     root = _Section(raw, "")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .config import SessionSettings
 from .identity import SAMLUser
@@ -36,6 +36,17 @@ class Session:
     refresh: bool  # True when the cookie should be re-issued (sliding idle timeout)
 
 
+class _ClockedSigner(TimestampSigner):
+    """A TimestampSigner reading the codec's clock, so timeouts are testable."""
+
+    def __init__(self, secret_key: str, *, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(secret_key, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
 class SessionCodec:
     """Turns a user into a cookie value and back, enforcing both timeouts."""
 
@@ -48,7 +59,12 @@ class SessionCodec:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self._serializer = URLSafeTimedSerializer(secret_key, salt="saml_middleware.session")
+        self._serializer = URLSafeTimedSerializer(
+            secret_key,
+            salt="saml_middleware.session",
+            signer=_ClockedSigner,
+            signer_kwargs={"clock": clock},
+        )
         idle = settings.idle_timeout_seconds
         self._refresh_after = max(1, idle // 10) if idle else None
 
@@ -72,26 +88,19 @@ class SessionCodec:
         return value
 
     def _dumps(self, payload: dict[str, Any]) -> str:
-        now = self._clock()
-        # itsdangerous stamps with time.time(); an injected clock is honoured by
-        # patching the signer's notion of now for this call.
-        signer = self._serializer.make_signer()
-        signer.get_timestamp = lambda: int(now)  # type: ignore[method-assign]
-        return signer.sign(self._serializer.dump_payload(payload)).decode("ascii")
+        return str(self._serializer.dumps(payload))
 
     def decode(self, value: str | None) -> Session | None:
         """The session in `value`, or None when missing, forged or expired."""
         if not value or len(value) > 8192:
             return None
         now = self._clock()
-        signer = self._serializer.make_signer()
         try:
-            raw, stamped = signer.unsign(value, return_timestamp=True)
-            payload = self._serializer.load_payload(raw)
+            payload, stamped = self._serializer.loads(value, return_timestamp=True)
             login_time = float(payload["iat"])
             user = SAMLUser.from_dict(payload["u"])
             session_id = str(payload["sid"])
-        except (BadSignature, KeyError, TypeError, ValueError):
+        except (BadData, KeyError, TypeError, ValueError):
             return None
         last_active = stamped.timestamp()
         if now - login_time > self.settings.max_age_seconds or login_time > now + 60:
