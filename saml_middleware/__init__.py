@@ -1,7 +1,7 @@
 """saml_middleware: drop-in SAML 2.0 single sign-on for ASGI and WSGI apps.
 
-    from saml_middleware import SAMLMiddleware
-    app = SAMLMiddleware(app, settings=SETTINGS)
+from saml_middleware import SAMLMiddleware
+app = SAMLMiddleware(app, settings=SETTINGS)
 """
 
 from .asgi import SAMLMiddleware

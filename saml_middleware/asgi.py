@@ -23,7 +23,11 @@ from .identity import SAMLUser
 
 
 class SAMLMiddleware:
-    """`SAMLMiddleware(app, settings=SETTINGS)` or `app.add_middleware(SAMLMiddleware, settings=...)`."""
+    """SAML sign-in for an ASGI app.
+
+    Use `SAMLMiddleware(app, settings=SETTINGS)` or
+    `app.add_middleware(SAMLMiddleware, settings=SETTINGS)`.
+    """
 
     def __init__(self, app: ASGIApp, settings: Mapping[str, Any] | Settings) -> None:
         self.app = app
@@ -48,8 +52,9 @@ class SAMLMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = await self.engine.websocket_user(_request(scope, receive))
         if user is None:
-            await send({"type": "websocket.close", "code": 1008,
-                        "reason": "authentication required"})
+            await send(
+                {"type": "websocket.close", "code": 1008, "reason": "authentication required"}
+            )
             return
         _put_user(scope, user)
         await self.app(scope, receive, send)
@@ -91,7 +96,8 @@ def _request(scope: Scope, receive: Receive) -> HttpRequest:
 def _put_user(scope: Scope, user: SAMLUser) -> None:
     scope["user"] = user
     scope["auth"] = (
-        AuthCredentials(["authenticated", *user.roles]) if user.is_authenticated
+        AuthCredentials(["authenticated", *user.roles])
+        if user.is_authenticated
         else AuthCredentials()
     )
 

@@ -284,8 +284,10 @@ def _sp(root: _Section, base_url: str, prefix: str) -> SPSettings:
     key_pem = _read_pem(sec, "key_pem", "key_file", "PRIVATE KEY")
     cert_pem = _read_pem(sec, "cert_pem", "cert_file", "CERTIFICATE")
     if bool(key_pem) != bool(cert_pem):
-        raise ConfigError(sec.key("cert_file" if key_pem else "key_file"),
-                          "a signing key and its certificate must be given together")
+        raise ConfigError(
+            sec.key("cert_file" if key_pem else "key_file"),
+            "a signing key and its certificate must be given together",
+        )
     name_id_format = sec.text("name_id_format", NAMEID_EMAIL) or NAMEID_EMAIL
     sign = sec.flag("sign_authn_requests", False)
     if sign and not key_pem:
@@ -302,8 +304,10 @@ def _idp(root: _Section) -> IdPSettings | None:
         root.seen.add("idp")
         return None
     sec = root.section("idp")
-    values = {name: sec.text(name) for name in (*_IDP_SOURCES, "entity_id", "sso_url",
-                                                 "slo_url", "x509cert")}
+    values = {
+        name: sec.text(name)
+        for name in (*_IDP_SOURCES, "entity_id", "sso_url", "slo_url", "x509cert")
+    }
     refresh = sec.integer("metadata_refresh_seconds", 86400, minimum=60)
     sec.done()
     given = [name for name in _IDP_SOURCES if values[name]]
@@ -348,8 +352,10 @@ def _attributes(root: _Section) -> AttributeSettings:
         if name not in USER_FIELDS:
             raise ConfigError(f"{sec.key('map')}.{name}", f"unknown field; one of {USER_FIELDS}")
         claims = [claim] if isinstance(claim, str) else claim
-        if not isinstance(claims, (list, tuple)) or not claims or not all(
-            isinstance(c, str) and c for c in claims
+        if (
+            not isinstance(claims, (list, tuple))
+            or not claims
+            or not all(isinstance(c, str) and c for c in claims)
         ):
             raise ConfigError(f"{sec.key('map')}.{name}", "must be a claim name or a list of them")
         fields[name] = tuple(claims)
@@ -373,8 +379,10 @@ def _roles(root: _Section, preset: str | None) -> RoleSettings:
         key = f"{sec.key('map')}.{idp_value}"
         if isinstance(app_roles, str):
             app_roles = [app_roles]
-        if not isinstance(idp_value, str) or not isinstance(app_roles, (list, tuple)) or not all(
-            isinstance(r, str) and r for r in app_roles
+        if (
+            not isinstance(idp_value, str)
+            or not isinstance(app_roles, (list, tuple))
+            or not all(isinstance(r, str) and r for r in app_roles)
         ):
             raise ConfigError(key, "must map a string to a list of role names")
         mapping[idp_value] = tuple(app_roles)

@@ -155,7 +155,7 @@ class Engine:
     def _endpoint_name(self, path: str) -> str | None:
         if path != self._prefix and not path.startswith(self._prefix + "/"):
             return None
-        rest = path[len(self._prefix):].strip("/")
+        rest = path[len(self._prefix) :].strip("/")
         return rest or ""
 
     def _endpoint(self, path: str) -> Callable[[HttpRequest], Awaitable[Response]] | None:
@@ -170,8 +170,9 @@ class Engine:
         try:
             return await endpoint(request)
         except SAMLError as err:
-            log.warning("refused %s %s: %s (%s)", request.method, request.path, err.code,
-                        err.reason)
+            log.warning(
+                "refused %s %s: %s (%s)", request.method, request.path, err.code, err.reason
+            )
             if endpoint == self.acs:
                 login_log.info("login failed", extra={"saml_outcome": err.code})
             return self.error_response(err, request)
@@ -189,8 +190,11 @@ class Engine:
         if _wants_json(request):
             body = json.dumps({"error": err.code, "reason": err.reason}).encode()
             return Response(err.status, [("content-type", "application/json"), *headers], body)
-        return Response(err.status, [("content-type", "text/html; charset=utf-8"), *headers],
-                        error_page(err.status, err.reason, err.code))
+        return Response(
+            err.status,
+            [("content-type", "text/html; charset=utf-8"), *headers],
+            error_page(err.status, err.reason, err.code),
+        )
 
     def _login_required(self, request: HttpRequest) -> Response:
         target = request.path + (f"?{request.query_string}" if request.query_string else "")
@@ -203,8 +207,9 @@ class Engine:
     def _refreshed_cookie(self, session: Session) -> str | None:
         if not session.refresh:
             return None
-        value = self.sessions.encode(session.user, session_id=session.session_id,
-                                     login_time=session.login_time)
+        value = self.sessions.encode(
+            session.user, session_id=session.session_id, login_time=session.login_time
+        )
         return self.sessions.cookie_header(value, self.sessions.remaining(session.login_time))
 
     # -- endpoints ----------------------------------------------------------------
@@ -219,8 +224,9 @@ class Engine:
     async def metadata_endpoint(self, request: HttpRequest) -> Response:
         _require_method(request, "GET", "HEAD")
         body = (await self.service_provider()).metadata_xml().encode("utf-8")
-        return Response(200, [("content-type", "application/samlmetadata+xml; charset=utf-8")],
-                        body)
+        return Response(
+            200, [("content-type", "application/samlmetadata+xml; charset=utf-8")], body
+        )
 
     async def login(self, request: HttpRequest) -> Response:
         _require_method(request, "GET", "HEAD")
@@ -228,31 +234,35 @@ class Engine:
         sp = await self.service_provider()
         relay_state = self._relay.dumps(next_url)
         request_id, outgoing = await asyncio.to_thread(sp.authn_request, relay_state)
-        await self.store.put(f"request:{request_id}", {"next": next_url},
-                             OUTSTANDING_REQUEST_TTL)
+        await self.store.put(f"request:{request_id}", {"next": next_url}, OUTSTANDING_REQUEST_TTL)
         if outgoing.form is None:
             return Response(303, [("location", outgoing.url), _NO_STORE])
-        return Response(200, [("content-type", "text/html; charset=utf-8"), _NO_STORE],
-                        auto_post_form(outgoing.url, outgoing.form))
+        return Response(
+            200,
+            [("content-type", "text/html; charset=utf-8"), _NO_STORE],
+            auto_post_form(outgoing.url, outgoing.form),
+        )
 
     async def acs(self, request: HttpRequest) -> Response:
         _require_method(request, "POST")
         form = await self._read_form(request)
         security = self.settings.security
-        xml = decode_post_message(_single(form, "SAMLResponse", required=True) or "",
-                                  security.max_request_bytes)
+        xml = decode_post_message(
+            _single(form, "SAMLResponse", required=True) or "", security.max_request_bytes
+        )
         relay_state = _single(form, "RelayState")
         sp = await self.service_provider()
-        envelope = await asyncio.to_thread(inspect_response, xml,
-                                           reject_sha1=security.reject_sha1)
+        envelope = await asyncio.to_thread(inspect_response, xml, reject_sha1=security.reject_sha1)
         record_key = f"request:{envelope.in_response_to}" if envelope.in_response_to else None
         record = await self.store.get(record_key) if record_key else None
         if record_key and record is None:
-            raise SAMLError("wrong_in_response_to",
-                            "This sign-in answer is unknown, expired or already used: "
-                            "please sign in again.")
+            raise SAMLError(
+                "wrong_in_response_to",
+                "This sign-in answer is unknown, expired or already used: please sign in again.",
+            )
         verified = await asyncio.to_thread(
-            sp.verify_response, envelope,
+            sp.verify_response,
+            envelope,
             outstanding_id=envelope.in_response_to if record else None,
             now=self._clock(),
         )
@@ -273,9 +283,11 @@ class Engine:
             role_settings=self.settings.roles,
         )
         if self.settings.roles.require_mapped_role and not user.roles:
-            raise SAMLError("no_mapped_role",
-                            "Your account has no role in this application: ask your "
-                            "administrator to assign you one.")
+            raise SAMLError(
+                "no_mapped_role",
+                "Your account has no role in this application: ask your "
+                "administrator to assign you one.",
+            )
         user = await self._provision(user)
         if record is not None:
             next_url = str(record.get("next") or self.settings.paths.after_login)
@@ -284,21 +296,31 @@ class Engine:
         cookie = self.sessions.encode(user)
         login_log.info(
             "login ok",
-            extra={"saml_outcome": "ok", "saml_issuer": verified.issuer,
-                   "saml_name_id_hash": _digest(user.name_id),
-                   "saml_idp_initiated": record is None},
+            extra={
+                "saml_outcome": "ok",
+                "saml_issuer": verified.issuer,
+                "saml_name_id_hash": _digest(user.name_id),
+                "saml_idp_initiated": record is None,
+            },
         )
-        return Response(303, [
-            ("location", next_url),
-            ("set-cookie", self.sessions.cookie_header(cookie, self.settings.session.max_age_seconds)),
-            _NO_STORE,
-        ])
+        return Response(
+            303,
+            [
+                ("location", next_url),
+                (
+                    "set-cookie",
+                    self.sessions.cookie_header(cookie, self.settings.session.max_age_seconds),
+                ),
+                _NO_STORE,
+            ],
+        )
 
     async def logout(self, request: HttpRequest) -> Response:
         _require_method(request, "GET", "HEAD", "POST")
         next_url = self.safe_redirect(request.query("next")) or self.settings.paths.after_logout
-        return Response(303, [("location", next_url),
-                              ("set-cookie", self.sessions.clear_header()), _NO_STORE])
+        return Response(
+            303, [("location", next_url), ("set-cookie", self.sessions.clear_header()), _NO_STORE]
+        )
 
     # -- helpers ------------------------------------------------------------------
 
@@ -344,8 +366,12 @@ class Engine:
         if len(body) > limit:
             raise SAMLError("too_large", "The sign-in answer is too large.", 413)
         try:
-            return parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
-                            max_num_fields=16)
+            return parse_qs(
+                body.decode("ascii"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                max_num_fields=16,
+            )
         except (UnicodeDecodeError, ValueError):
             raise SAMLError("malformed", "The sign-in answer is not a valid form.", 400) from None
 

@@ -32,5 +32,7 @@ class SAMLError(Exception):
 class AccessDenied(SAMLError):
     """Raised by a `provision` hook to refuse a user who signed in correctly."""
 
-    def __init__(self, reason: str = "Your account is not allowed to use this application.") -> None:
+    def __init__(
+        self, reason: str = "Your account is not allowed to use this application."
+    ) -> None:
         super().__init__("access_denied", reason, 403)

@@ -139,8 +139,10 @@ def build_user(
     }
     email = fields.get("email")
     if not email:
-        for candidate, source in ((_first(attrs, (ENTRA_UPN,)), "the UPN claim"),
-                                  (name_id, "the NameID")):
+        for candidate, source in (
+            (_first(attrs, (ENTRA_UPN,)), "the UPN claim"),
+            (name_id, "the NameID"),
+        ):
             if _looks_like_email(candidate):
                 email = candidate
                 log.info("no email claim in the assertion; using %s as the email", source)

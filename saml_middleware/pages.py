@@ -21,7 +21,7 @@ def page(title: str, body_html: str) -> bytes:
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<meta name=viewport content='width=device-width'><title>{escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>{body_html}</body></html>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def error_page(status: int, reason: str, code: str) -> bytes:

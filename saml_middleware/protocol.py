@@ -149,22 +149,28 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     # inside Advice are allowed but never read.
     direct = root.xpath("saml:Assertion | saml:EncryptedAssertion", namespaces=NS)
     anywhere = root.xpath("//saml:Assertion | //saml:EncryptedAssertion", namespaces=NS)
-    advised = root.xpath("//saml:Advice//saml:Assertion | //saml:Advice//saml:EncryptedAssertion",
-                         namespaces=NS)
+    advised = root.xpath(
+        "//saml:Advice//saml:Assertion | //saml:Advice//saml:EncryptedAssertion", namespaces=NS
+    )
     if len(direct) != 1 or len(anywhere) - len(advised) != 1:
-        raise SAMLError("wrong_number_of_assertions",
-                        "The SAML response must hold exactly one assertion.")
+        raise SAMLError(
+            "wrong_number_of_assertions", "The SAML response must hold exactly one assertion."
+        )
     if reject_sha1:
-        for node in root.xpath("//ds:SignatureMethod/@Algorithm | //ds:DigestMethod/@Algorithm",
-                               namespaces=NS):
+        for node in root.xpath(
+            "//ds:SignatureMethod/@Algorithm | //ds:DigestMethod/@Algorithm", namespaces=NS
+        ):
             if str(node) in _SHA1_ALGORITHMS:
-                raise SAMLError("disallowed_algorithm",
-                                "The SAML response is signed with SHA-1, which is not allowed.")
+                raise SAMLError(
+                    "disallowed_algorithm",
+                    "The SAML response is signed with SHA-1, which is not allowed.",
+                )
     issuer = root.findtext("saml:Issuer", namespaces=NS)
     if issuer is None:
         issuer = root.findtext("saml:Assertion/saml:Issuer", namespaces=NS)
-    return ResponseEnvelope(data, root.get("InResponseTo") or None,
-                            issuer.strip() if issuer else None)
+    return ResponseEnvelope(
+        data, root.get("InResponseTo") or None, issuer.strip() if issuer else None
+    )
 
 
 def _epoch(value: str | None) -> float | None:
@@ -281,8 +287,9 @@ class ServiceProvider:
         )
         if binding == BINDING_HTTP_POST:
             encoded = base64.b64encode(str(request).encode("utf-8")).decode("ascii")
-            return request_id, Outgoing(destination, {"SAMLRequest": encoded,
-                                                      "RelayState": relay_state})
+            return request_id, Outgoing(
+                destination, {"SAMLRequest": encoded, "RelayState": relay_state}
+            )
         info = self.client.apply_binding(
             BINDING_HTTP_REDIRECT,
             str(request),
@@ -311,8 +318,10 @@ class ServiceProvider:
         if envelope.issuer != self.idp.entity_id:
             raise SAMLError("wrong_issuer", "The SAML response comes from an unexpected issuer.")
         if envelope.in_response_to and envelope.in_response_to != outstanding_id:
-            raise SAMLError("wrong_in_response_to",
-                            "The SAML response answers a request this site did not make.")
+            raise SAMLError(
+                "wrong_in_response_to",
+                "The SAML response answers a request this site did not make.",
+            )
         if not envelope.in_response_to and not self.settings.security.allow_idp_initiated:
             raise SAMLError("unsolicited", "Sign-in started at the IdP is not allowed here.")
         outstanding = {outstanding_id: "login"} if outstanding_id else {}
@@ -327,28 +336,33 @@ class ServiceProvider:
             )
         except StatusError as exc:
             status = type(exc).__name__.removeprefix("Status") or "Error"
-            raise SAMLError("status_not_success",
-                            f"The IdP did not sign you in (status: {status}).") from None
+            raise SAMLError(
+                "status_not_success", f"The IdP did not sign you in (status: {status})."
+            ) from None
         except UnsolicitedResponse:
-            raise SAMLError("unsolicited", "Sign-in started at the IdP is not allowed here.") \
-                from None
+            raise SAMLError(
+                "unsolicited", "Sign-in started at the IdP is not allowed here."
+            ) from None
         except ResponseLifetimeExceed:
             raise SAMLError("expired", "The SAML assertion has expired.") from None
         except ToEarly:
             raise SAMLError("not_yet_valid", "The SAML assertion is not valid yet.") from None
         except MissingKey:
-            raise SAMLError("untrusted_key", "The SAML response is not signed by the IdP.") \
-                from None
+            raise SAMLError(
+                "untrusted_key", "The SAML response is not signed by the IdP."
+            ) from None
         except (SignatureError, SigverError):
-            raise SAMLError("invalid_signature", "The SAML response signature is not valid.") \
-                from None
+            raise SAMLError(
+                "invalid_signature", "The SAML response signature is not valid."
+            ) from None
         except UnravelError:
             raise SAMLError("malformed", "The SAML message could not be decoded.", 400) from None
         except Exception as exc:  # pysaml2 raises many bare exception types
             log.info("pysaml2 refused the response: %s: %.200s", type(exc).__name__, exc)
             if "signature" in str(exc).lower() or "signed" in str(exc).lower():
-                raise SAMLError("signature_required",
-                                "The SAML response is not signed as required.") from None
+                raise SAMLError(
+                    "signature_required", "The SAML response is not signed as required."
+                ) from None
             raise SAMLError("invalid_response", "The SAML response is not valid.") from None
         return result
 
@@ -360,9 +374,14 @@ class ServiceProvider:
         assertion: saml.Assertion = result.assertion
         skew = self.settings.security.clock_skew_seconds
         if response.destination != self.acs_url:
-            raise SAMLError("wrong_destination",
-                            "The SAML response was sent to another address than this site's.")
-        if response.issuer is not None and (response.issuer.text or "").strip() != self.idp.entity_id:
+            raise SAMLError(
+                "wrong_destination",
+                "The SAML response was sent to another address than this site's.",
+            )
+        if (
+            response.issuer is not None
+            and (response.issuer.text or "").strip() != self.idp.entity_id
+        ):
             raise SAMLError("wrong_issuer", "The SAML response comes from an unexpected issuer.")
         if assertion.issuer is None or (assertion.issuer.text or "").strip() != self.idp.entity_id:
             raise SAMLError("wrong_issuer", "The SAML assertion comes from an unexpected issuer.")
@@ -395,7 +414,9 @@ class ServiceProvider:
             if session_end is not None and now - skew >= session_end:
                 raise SAMLError("expired", "The IdP session has already ended.")
         else:
-            raise SAMLError("invalid_response", "The SAML assertion has no authentication statement.")
+            raise SAMLError(
+                "invalid_response", "The SAML assertion has no authentication statement."
+            )
         expiries = [t for t in (not_on_or_after, scd_expiry) if t is not None]
         return VerifiedLogin(
             issuer=self.idp.entity_id,
@@ -409,8 +430,9 @@ class ServiceProvider:
             expires_at=max(expiries) + skew,
         )
 
-    def _check_confirmation(self, subject: Any, in_response_to: str | None, now: float,
-                            skew: int) -> float:
+    def _check_confirmation(
+        self, subject: Any, in_response_to: str | None, now: float, skew: int
+    ) -> float:
         """A bearer SubjectConfirmation for this ACS, in its window; returns its expiry."""
         problem = "The SAML assertion has no valid bearer confirmation for this site."
         code = "wrong_recipient"

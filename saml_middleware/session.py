@@ -68,8 +68,9 @@ class SessionCodec:
         idle = settings.idle_timeout_seconds
         self._refresh_after = max(1, idle // 10) if idle else None
 
-    def encode(self, user: SAMLUser, *, session_id: str | None = None,
-               login_time: float | None = None) -> str:
+    def encode(
+        self, user: SAMLUser, *, session_id: str | None = None, login_time: float | None = None
+    ) -> str:
         """A cookie value for `user`; a new session id unless one is given (refresh)."""
         payload: dict[str, Any] = {
             "sid": session_id or secrets.token_urlsafe(16),
@@ -118,8 +119,13 @@ class SessionCodec:
     def cookie_header(self, value: str, max_age: int) -> str:
         """The Set-Cookie header value for a session cookie."""
         s = self.settings
-        parts = [f"{s.cookie_name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly",
-                 f"SameSite={s.same_site.capitalize()}"]
+        parts = [
+            f"{s.cookie_name}={value}",
+            "Path=/",
+            f"Max-Age={max_age}",
+            "HttpOnly",
+            f"SameSite={s.same_site.capitalize()}",
+        ]
         if s.https_only:
             parts.append("Secure")
         return "; ".join(parts)

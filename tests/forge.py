@@ -247,6 +247,12 @@ def set_conditions_not_on_or_after(root: etree._Element, value: str | None) -> N
     _set_attribute(conditions(root), "NotOnOrAfter", value)
 
 
+def remove_conditions(root: etree._Element) -> None:
+    """No Conditions at all (no times, no audience)."""
+    node = conditions(root)
+    node.getparent().remove(node)
+
+
 def remove_audience_restrictions(root: etree._Element) -> None:
     """Conditions stay (with their times); every AudienceRestriction goes."""
     for node in conditions(root).xpath("saml:AudienceRestriction", namespaces=NS):
@@ -289,9 +295,7 @@ def sign(element: etree._Element, keys: KeyPair, algorithm: str = "sha256") -> N
         issuer.addnext(signature)
     else:
         element.insert(0, signature)
-    reference = xmlsec.template.add_reference(
-        signature, digest_method, uri=f"#{element.get('ID')}"
-    )
+    reference = xmlsec.template.add_reference(signature, digest_method, uri=f"#{element.get('ID')}")
     xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
     xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
     key_info = xmlsec.template.ensure_key_info(signature)

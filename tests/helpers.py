@@ -103,7 +103,9 @@ class Browser:
         return reply
 
     def _remember(self, reply: Response | PassThrough) -> None:
-        set_cookie = header(reply, "set-cookie") if isinstance(reply, Response) else reply.set_cookie
+        set_cookie = (
+            header(reply, "set-cookie") if isinstance(reply, Response) else reply.set_cookie
+        )
         if set_cookie and set_cookie.startswith(self.cookie_name + "="):
             value = cookie_value(set_cookie)
             if value:
@@ -127,7 +129,9 @@ class Browser:
         saml_request, relay_state = await self.start_login(page)
         info = self.idp.parse_authn_request(saml_request, "redirect")
         saml_response = self.idp.create_response(
-            user, sp_entity_id=info.sp_entity_id, in_response_to=info.request_id,
+            user,
+            sp_entity_id=info.sp_entity_id,
+            in_response_to=info.request_id,
             acs_url=info.acs_url,
         )
         return await self.post_acs(saml_response, relay_state)

@@ -21,9 +21,15 @@ pytestmark = pytest.mark.anyio
 
 async def me(request: Request) -> JSONResponse:
     user = request.user
-    return JSONResponse({"auth": user.is_authenticated, "name_id": user.name_id,
-                         "email": user.email, "roles": list(user.roles),
-                         "scopes": list(request.auth.scopes)})
+    return JSONResponse(
+        {
+            "auth": user.is_authenticated,
+            "name_id": user.name_id,
+            "email": user.email,
+            "roles": list(user.roles),
+            "scopes": list(request.auth.scopes),
+        }
+    )
 
 
 @requires("Admin")
@@ -39,8 +45,12 @@ async def ws_echo(websocket: WebSocket) -> None:
 
 def build_app(devidp, use_add_middleware: bool = False, **overrides):
     settings = settings_for(devidp, **overrides)
-    routes = [Route("/me", me), Route("/admin", admin), WebSocketRoute("/ws", ws_echo),
-              Route("/public/me", me)]
+    routes = [
+        Route("/me", me),
+        Route("/admin", admin),
+        WebSocketRoute("/ws", ws_echo),
+        Route("/public/me", me),
+    ]
     if use_add_middleware:
         app = Starlette(routes=routes)
         app.add_middleware(SAMLMiddleware, settings=settings)
@@ -55,10 +65,12 @@ async def login(client: httpx.AsyncClient, devidp, user: str, page: str = "/me")
     assert to_idp.status_code == 303
     query = parse_qs(urlsplit(to_idp.headers["location"]).query)
     info = devidp.parse_authn_request(query["SAMLRequest"][0], "redirect")
-    saml_response = devidp.create_response(user, sp_entity_id=info.sp_entity_id,
-                                           in_response_to=info.request_id)
-    acs = await client.post("/saml/acs/", data={"SAMLResponse": saml_response,
-                                                "RelayState": query["RelayState"][0]})
+    saml_response = devidp.create_response(
+        user, sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
+    )
+    acs = await client.post(
+        "/saml/acs/", data={"SAMLResponse": saml_response, "RelayState": query["RelayState"][0]}
+    )
     assert acs.status_code == 303, acs.text
     return acs
 
@@ -78,9 +90,13 @@ async def test_login_fills_request_user_and_auth(devidp, use_add_middleware):
         cookie = acs.headers["set-cookie"]
         assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
         body = (await client.get("/me")).json()
-    assert body == {"auth": True, "name_id": "B.Simon@contoso.com",
-                    "email": "B.Simon@contoso.com", "roles": ["Admin"],
-                    "scopes": ["authenticated", "Admin"]}
+    assert body == {
+        "auth": True,
+        "name_id": "B.Simon@contoso.com",
+        "email": "B.Simon@contoso.com",
+        "roles": ["Admin"],
+        "scopes": ["authenticated", "Admin"],
+    }
 
 
 async def test_requires_allows_and_denies_as_mapped(devidp):

@@ -52,8 +52,7 @@ def with_certs(metadata_xml: str, *cert_pems: str) -> str:
 
 def unsolicited(idp: DevIdP, engine: Engine, user: str = "bsimon") -> str:
     idp.add_service_provider(engine.sp_metadata_xml())
-    return idp.create_response(user, sp_entity_id=engine.settings.sp.entity_id,
-                               in_response_to=None)
+    return idp.create_response(user, sp_entity_id=engine.settings.sp.entity_id, in_response_to=None)
 
 
 async def test_rollover_metadata_accepts_either_signing_certificate(devidp, new_key_idp):
@@ -116,8 +115,9 @@ def metadata_server(devidp) -> Iterator[MetadataServer]:
         yield server
 
 
-async def test_metadata_url_refresh_picks_up_a_key_rollover(devidp, new_key_idp,
-                                                             metadata_server, caplog):
+async def test_metadata_url_refresh_picks_up_a_key_rollover(
+    devidp, new_key_idp, metadata_server, caplog
+):
     engine = Engine(settings_for(devidp, idp={"metadata_url": metadata_server.url}))
     assert metadata_server.hits == 1
     # Before the refresh, a response signed with the new key is refused...
@@ -136,8 +136,9 @@ async def test_metadata_url_refresh_picks_up_a_key_rollover(devidp, new_key_idp,
         still = await Browser(engine, new_key_idp).post_acs(unsolicited(new_key_idp, engine))
     assert still.status == 303
     assert metadata_server.hits == 3
-    assert any(r.levelno == logging.WARNING and "metadata" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelno == logging.WARNING and "metadata" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_unreachable_metadata_url_at_start_up_names_the_key(devidp):
@@ -150,11 +151,16 @@ def test_unreachable_metadata_url_at_start_up_names_the_key(devidp):
 
 async def test_manual_configuration_from_entra_certificate_base64(devidp):
     """Contentstack style: SSO URL + the Base64 certificate pasted from Entra."""
-    engine = Engine(settings_for(devidp, idp={
-        "entity_id": devidp.entity_id,
-        "sso_url": devidp.sso_redirect_url,
-        "x509cert": certificate_body(devidp.cert_pem),
-    }))
+    engine = Engine(
+        settings_for(
+            devidp,
+            idp={
+                "entity_id": devidp.entity_id,
+                "sso_url": devidp.sso_redirect_url,
+                "x509cert": certificate_body(devidp.cert_pem),
+            },
+        )
+    )
     assert (await Browser(engine, devidp).post_acs(unsolicited(devidp, engine))).status == 303
     assert (await Browser(engine, devidp).login()).status == 303
 
@@ -168,7 +174,9 @@ def only_post_sso(metadata_xml: str) -> str:
 
 
 async def test_post_binding_when_the_idp_offers_only_post(devidp):
-    engine = Engine(settings_for(devidp, idp={"metadata_xml": only_post_sso(devidp.metadata_xml())}))
+    engine = Engine(
+        settings_for(devidp, idp={"metadata_xml": only_post_sso(devidp.metadata_xml())})
+    )
     devidp.add_service_provider(engine.sp_metadata_xml())
     reply = await engine.handle(request("GET", "/saml/login/?next=/x"))
     assert isinstance(reply, Response) and reply.status == 200
@@ -178,8 +186,9 @@ async def test_post_binding_when_the_idp_offers_only_post(devidp):
     fields = {i.get("name"): i.get("value") for i in form.iter("input")}
     info = devidp.parse_authn_request(fields["SAMLRequest"], "post")
     assert await engine.store.get(f"request:{info.request_id}") == {"next": "/x"}
-    response = devidp.create_response("bsimon", sp_entity_id=info.sp_entity_id,
-                                      in_response_to=info.request_id)
+    response = devidp.create_response(
+        "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
+    )
     acs = await Browser(engine, devidp).post_acs(response, fields["RelayState"])
     assert acs.status == 303 and header(acs, "location") == "/x"
 
@@ -191,24 +200,33 @@ def sp_keys() -> tuple[str, str]:
 
 async def test_signed_authn_request_over_redirect(devidp, sp_keys):
     key_pem, cert_pem = sp_keys
-    engine = Engine(settings_for(devidp, sp={"key_pem": key_pem, "cert_pem": cert_pem,
-                                             "sign_authn_requests": True}))
+    engine = Engine(
+        settings_for(
+            devidp, sp={"key_pem": key_pem, "cert_pem": cert_pem, "sign_authn_requests": True}
+        )
+    )
     devidp.add_service_provider(engine.sp_metadata_xml())
     reply = await engine.handle(request("GET", "/saml/login/"))
     query = parse_qs(urlsplit(header(reply, "location")).query)
     assert query["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]
     assert query["Signature"][0]
     info = devidp.parse_authn_request(
-        query["SAMLRequest"][0], "redirect", relay_state=query["RelayState"][0],
-        sig_alg=query["SigAlg"][0], signature=query["Signature"][0],
+        query["SAMLRequest"][0],
+        "redirect",
+        relay_state=query["RelayState"][0],
+        sig_alg=query["SigAlg"][0],
+        signature=query["Signature"][0],
     )
     assert info.signed
 
 
 def test_sp_metadata_is_schema_valid_and_complete(devidp, sp_keys):
     key_pem, cert_pem = sp_keys
-    engine = Engine(settings_for(devidp, sp={"key_pem": key_pem, "cert_pem": cert_pem,
-                                             "sign_authn_requests": True}))
+    engine = Engine(
+        settings_for(
+            devidp, sp={"key_pem": key_pem, "cert_pem": cert_pem, "sign_authn_requests": True}
+        )
+    )
     xml = engine.sp_metadata_xml()
     schema = files(saml2.data.schemas).joinpath("saml-schema-metadata-2.0.xsd")
     _create_xml_schema_validator(str(schema)).validate(xml)
@@ -220,7 +238,8 @@ def test_sp_metadata_is_schema_valid_and_complete(devidp, sp_keys):
     assert acs.get("Location") == "https://app.example.test/saml/acs/"
     assert acs.get("Binding") == "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
     assert sp.findtext(f"{{{MD}}}NameIDFormat") == (
-        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress")
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+    )
     certs = {c.text.strip() for c in root.iter(f"{{{DS}}}X509Certificate")}
     assert certs == {certificate_body(cert_pem)}
     assert "PRIVATE" not in xml

@@ -25,8 +25,9 @@ SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 
 
 async def test_unauthenticated_browser_is_sent_to_login_with_its_page(engine):
-    reply = await engine.handle(request("GET", "/reports/q3?year=2026",
-                                        headers={"accept": "text/html,*/*"}))
+    reply = await engine.handle(
+        request("GET", "/reports/q3?year=2026", headers={"accept": "text/html,*/*"})
+    )
     assert isinstance(reply, Response) and reply.status == 303
     location = header(reply, "location")
     assert location.startswith("/saml/login/?next=")
@@ -89,10 +90,12 @@ async def test_outstanding_request_is_consumed_once(engine, devidp):
     browser = Browser(engine, devidp)
     saml_request, relay = await browser.start_login()
     info = devidp.parse_authn_request(saml_request, "redirect")
-    first = devidp.create_response("bsimon", sp_entity_id=info.sp_entity_id,
-                                   in_response_to=info.request_id)
-    second = devidp.create_response("bsimon", sp_entity_id=info.sp_entity_id,
-                                    in_response_to=info.request_id)
+    first = devidp.create_response(
+        "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
+    )
+    second = devidp.create_response(
+        "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
+    )
     assert (await browser.post_acs(first, relay)).status == 303
     other = Browser(engine, devidp)
     refused = await other.post_acs(second, relay)
@@ -102,8 +105,9 @@ async def test_outstanding_request_is_consumed_once(engine, devidp):
 
 
 async def test_replayed_response_is_refused(engine, devidp):
-    response = devidp.create_response("bsimon", sp_entity_id=engine.settings.sp.entity_id,
-                                      in_response_to=None)
+    response = devidp.create_response(
+        "bsimon", sp_entity_id=engine.settings.sp.entity_id, in_response_to=None
+    )
     first = await Browser(engine, devidp).post_acs(response)
     assert first.status == 303
     attacker = Browser(engine, devidp)
@@ -113,8 +117,11 @@ async def test_replayed_response_is_refused(engine, devidp):
 
 
 async def test_response_to_unknown_request_is_refused(engine, devidp):
-    response = devidp.create_response("bsimon", sp_entity_id=engine.settings.sp.entity_id,
-                                      in_response_to="id-never-sent-by-this-sp")
+    response = devidp.create_response(
+        "bsimon",
+        sp_entity_id=engine.settings.sp.entity_id,
+        in_response_to="id-never-sent-by-this-sp",
+    )
     browser = Browser(engine, devidp)
     reply = await browser.post_acs(response)
     assert reply.status == 403
@@ -127,8 +134,9 @@ async def test_forged_response_does_not_spoil_the_genuine_login(engine, devidp):
     browser = Browser(engine, devidp)
     saml_request, relay = await browser.start_login("/after")
     info = devidp.parse_authn_request(saml_request, "redirect")
-    genuine = devidp.create_response("bsimon", sp_entity_id=info.sp_entity_id,
-                                     in_response_to=info.request_id)
+    genuine = devidp.create_response(
+        "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
+    )
     xml = base64.b64decode(genuine).replace(b"B.Simon@contoso.com", b"admin@contoso.com")
     forged = await Browser(engine, devidp).post_acs(base64.b64encode(xml).decode(), relay)
     assert forged.status == 403
@@ -138,8 +146,9 @@ async def test_forged_response_does_not_spoil_the_genuine_login(engine, devidp):
 
 
 async def test_idp_initiated_login_lands_on_safe_relay_state(engine, devidp):
-    response = devidp.create_response("ajones", sp_entity_id=engine.settings.sp.entity_id,
-                                      in_response_to=None)
+    response = devidp.create_response(
+        "ajones", sp_entity_id=engine.settings.sp.entity_id, in_response_to=None
+    )
     browser = Browser(engine, devidp)
     reply = await browser.post_acs(response, relay_state="/projects/7")
     assert reply.status == 303 and header(reply, "location") == "/projects/7"
@@ -147,19 +156,29 @@ async def test_idp_initiated_login_lands_on_safe_relay_state(engine, devidp):
     assert user.name_id == "A.Jones@contoso.com" and user.roles == ("Member",)
 
 
-@pytest.mark.parametrize("relay", ["https://evil.test/", "//evil.test/x", "/\\evil.test",
-                                   "javascript:alert(1)", "/ok\r\nSet-Cookie: x=1"])
+@pytest.mark.parametrize(
+    "relay",
+    [
+        "https://evil.test/",
+        "//evil.test/x",
+        "/\\evil.test",
+        "javascript:alert(1)",
+        "/ok\r\nSet-Cookie: x=1",
+    ],
+)
 async def test_idp_initiated_unsafe_relay_state_falls_back(engine, devidp, relay):
-    response = devidp.create_response("ajones", sp_entity_id=engine.settings.sp.entity_id,
-                                      in_response_to=None)
+    response = devidp.create_response(
+        "ajones", sp_entity_id=engine.settings.sp.entity_id, in_response_to=None
+    )
     reply = await Browser(engine, devidp).post_acs(response, relay_state=relay)
     assert reply.status == 303 and header(reply, "location") == "/"
 
 
 async def test_idp_initiated_refused_when_disabled(make_engine, devidp):
     engine = make_engine(security__allow_idp_initiated=False)
-    response = devidp.create_response("bsimon", sp_entity_id=engine.settings.sp.entity_id,
-                                      in_response_to=None)
+    response = devidp.create_response(
+        "bsimon", sp_entity_id=engine.settings.sp.entity_id, in_response_to=None
+    )
     browser = Browser(engine, devidp)
     reply = await browser.post_acs(response)
     assert reply.status == 403 and header(reply, "x-saml-error") == "unsolicited"
@@ -173,12 +192,15 @@ async def test_unsafe_next_is_replaced_by_after_login(make_engine, devidp):
     browser = Browser(engine, devidp)
     reply = await browser.get("/saml/login/?next=https://evil.test/steal")
     info = devidp.parse_authn_request(
-        parse_qs(urlsplit(header(reply, "location")).query)["SAMLRequest"][0], "redirect")
+        parse_qs(urlsplit(header(reply, "location")).query)["SAMLRequest"][0], "redirect"
+    )
     assert (await engine.store.get(f"request:{info.request_id}")) == {"next": "/home"}
 
 
 async def test_api_request_without_session_gets_401_json(engine):
-    reply = await engine.handle(request("GET", "/api/items", headers={"accept": "application/json"}))
+    reply = await engine.handle(
+        request("GET", "/api/items", headers={"accept": "application/json"})
+    )
     assert reply.status == 401
     assert header(reply, "content-type") == "application/json"
     assert b'"authentication_required"' in reply.body
@@ -229,12 +251,30 @@ async def test_acs_refuses_get_and_bad_forms_without_500(engine):
         request("POST", "/saml/acs/", form={}),
         request("POST", "/saml/acs/", form={"SAMLResponse": "%%% not base64"}),
         request("POST", "/saml/acs/", form={"SAMLResponse": base64.b64encode(b"hello").decode()}),
-        request("POST", "/saml/acs/", body=b'{"SAMLResponse": "x"}',
-                headers={"content-type": "application/json"}),
-        request("POST", "/saml/acs/", form={"SAMLResponse": base64.b64encode(
-            b"<!DOCTYPE r [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><r>&x;</r>").decode()}),
-        request("POST", "/saml/acs/", form={"SAMLResponse": base64.b64encode(
-            b"<samlp:AuthnRequest xmlns:samlp='" + SAMLP.encode() + b"'/>").decode()}),
+        request(
+            "POST",
+            "/saml/acs/",
+            body=b'{"SAMLResponse": "x"}',
+            headers={"content-type": "application/json"},
+        ),
+        request(
+            "POST",
+            "/saml/acs/",
+            form={
+                "SAMLResponse": base64.b64encode(
+                    b"<!DOCTYPE r [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><r>&x;</r>"
+                ).decode()
+            },
+        ),
+        request(
+            "POST",
+            "/saml/acs/",
+            form={
+                "SAMLResponse": base64.b64encode(
+                    b"<samlp:AuthnRequest xmlns:samlp='" + SAMLP.encode() + b"'/>"
+                ).decode()
+            },
+        ),
     ]
     for case in cases:
         reply = await engine.handle(case)
@@ -249,8 +289,9 @@ async def test_oversized_acs_post_is_413_before_parsing(engine):
 
 
 async def test_refusal_is_logged_with_its_reason(engine, devidp, caplog):
-    response = devidp.create_response("bsimon", sp_entity_id=engine.settings.sp.entity_id,
-                                      in_response_to="id-unknown")
+    response = devidp.create_response(
+        "bsimon", sp_entity_id=engine.settings.sp.entity_id, in_response_to="id-unknown"
+    )
     with caplog.at_level(logging.WARNING, logger="saml_middleware"):
         await Browser(engine, devidp).post_acs(response)
     assert any("wrong_in_response_to" in r.getMessage() for r in caplog.records)

@@ -11,8 +11,13 @@ from saml_middleware.config import SessionSettings
 from saml_middleware.identity import SAMLUser
 from saml_middleware.session import SessionCodec
 
-USER = SAMLUser(name_id="b@contoso.com", user_id="oid-1", email="b@contoso.com",
-                roles=("Admin",), attributes={"claim": ("v",)})
+USER = SAMLUser(
+    name_id="b@contoso.com",
+    user_id="oid-1",
+    email="b@contoso.com",
+    roles=("Admin",),
+    attributes={"claim": ("v",)},
+)
 
 
 class Clock:
@@ -24,9 +29,14 @@ class Clock:
 
 
 def codec(clock: Clock, **changes) -> SessionCodec:
-    settings = SessionSettings(cookie_name="saml_session", max_age_seconds=3600,
-                               idle_timeout_seconds=None, https_only=True, same_site="lax",
-                               backend="cookie")
+    settings = SessionSettings(
+        cookie_name="saml_session",
+        max_age_seconds=3600,
+        idle_timeout_seconds=None,
+        https_only=True,
+        same_site="lax",
+        backend="cookie",
+    )
     return SessionCodec(dataclasses.replace(settings, **changes), "k" * 32, clock=clock)
 
 
@@ -63,14 +73,17 @@ def test_idle_timeout_ends_an_inactive_session():
     assert c.decode(value) is None
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda v: v[:-2] + ("A" if v[-2] != "A" else "B") + v[-1],  # signature byte
-    lambda v: "x" + v[1:],                                        # payload byte
-    lambda v: v.split(".")[0],                                    # signature removed
-    lambda v: "",
-    lambda v: "garbage.with.dots",
-    lambda v: v * 3,
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda v: v[:-2] + ("A" if v[-2] != "A" else "B") + v[-1],  # signature byte
+        lambda v: "x" + v[1:],  # payload byte
+        lambda v: v.split(".")[0],  # signature removed
+        lambda v: "",
+        lambda v: "garbage.with.dots",
+        lambda v: v * 3,
+    ],
+)
 def test_tampered_cookie_is_no_session(mutate):
     c = codec(Clock())
     assert c.decode(mutate(c.encode(USER))) is None
