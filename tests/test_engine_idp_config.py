@@ -250,3 +250,31 @@ async def test_metadata_endpoint_serves_the_document(engine):
     assert reply.status == 200
     assert header(reply, "content-type").startswith("application/samlmetadata+xml")
     assert etree.fromstring(reply.body).get("entityID") == engine.settings.sp.entity_id
+
+
+def entra_shaped(metadata_xml: str, wsfed_cert_pem: str) -> str:
+    """`metadata_xml` dressed as Entra publishes it: an ID and an enveloped Signature on
+    the EntityDescriptor, and both WS-Fed RoleDescriptors (holding `wsfed_cert_pem`)
+    beside the IDPSSODescriptor."""
+    from tests.fixtures_metadata import entra_entity
+
+    entra = etree.fromstring(entra_entity([certificate_body(wsfed_cert_pem)]).encode())
+    root = etree.fromstring(metadata_xml.encode())
+    root.set("ID", "_" + "5" * 32)
+    extras = [entra.find(f"{{{DS}}}Signature"), *entra.findall(f"{{{MD}}}RoleDescriptor")]
+    for position, element in enumerate(extras):
+        root.insert(position, copy.deepcopy(element))
+    return etree.tostring(root).decode()
+
+
+async def test_login_against_entra_shaped_federation_metadata(devidp, new_key_idp):
+    document = entra_shaped(devidp.metadata_xml(), wsfed_cert_pem=new_key_idp.cert_pem)
+    assert document.count("RoleDescriptor") >= 2 and "ClaimTypesOffered" in document
+    engine = Engine(settings_for(devidp, idp={"metadata_xml": document}))
+    ok = await Browser(engine, devidp).post_acs(unsolicited(devidp, engine))
+    assert ok.status == 303, header(ok, "x-saml-error")
+    # A key that only the WS-Fed RoleDescriptors list does not sign SAML responses.
+    refused = await Browser(engine, new_key_idp).post_acs(unsolicited(new_key_idp, engine))
+    assert refused.status == 403
+    reply = await engine.handle(request("GET", "/saml/login/"))
+    assert header(reply, "location").startswith(devidp.sso_redirect_url + "?SAMLRequest=")
