@@ -4,8 +4,8 @@
 AuthnRequests and SP metadata, and verifies the IdP's Response in three stages:
 
 1. cheap structural checks on a hardened lxml parse, before any cryptography
-   (size, no DOCTYPE, the right root, exactly one assertion, no duplicate IDs,
-   allowed algorithms, the expected Issuer);
+   (size, no DOCTYPE, the right root, no duplicate IDs, a Success status,
+   exactly one assertion, allowed algorithms, the expected Issuers);
 2. pysaml2's own verification (signatures against the metadata keys only,
    schema, status, conditions);
 3. the checks pysaml2 skips or fails open on (a `None` result, Destination,
@@ -55,6 +55,7 @@ NS = {
 }
 _RESPONSE = f"{{{NS['samlp']}}}Response"
 _BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+_STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 _SHA1_ALGORITHMS = {
     "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
     "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
@@ -105,6 +106,7 @@ class ResponseEnvelope:
     xml: bytes
     in_response_to: str | None
     issuer: str | None
+    assertion_issuer: str | None = None  # None when encrypted (checked after decryption)
 
 
 def decode_post_message(value: str, max_bytes: int) -> bytes:
@@ -144,6 +146,13 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     ids = [value for value in root.xpath("//@ID")]
     if len(ids) != len(set(ids)):
         raise SAMLError("duplicate_id", "The SAML response repeats an element ID.")
+    # An IdP that refuses sends its status and no assertion: say so, not "no assertion".
+    status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
+    if status and status[0].get("Value") != _STATUS_SUCCESS:
+        raise SAMLError(
+            "status_not_success",
+            f"The IdP did not sign you in (status: {_status_name(status[0])}).",
+        )
     # Exactly one assertion, as a child of the Response; any other one (hidden in
     # Extensions, a Signature's Object, ...) is a wrapping attempt. Assertions
     # inside Advice are allowed but never read.
@@ -165,12 +174,29 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
                     "disallowed_algorithm",
                     "The SAML response is signed with SHA-1, which is not allowed.",
                 )
-    issuer = root.findtext("saml:Issuer", namespaces=NS)
-    if issuer is None:
-        issuer = root.findtext("saml:Assertion/saml:Issuer", namespaces=NS)
+    plain = root.find("saml:Assertion", namespaces=NS)  # None: an EncryptedAssertion
+    assertion_issuer = None if plain is None else _text(plain.find("saml:Issuer", NS)) or ""
+    issuer = _text(root.find("saml:Issuer", namespaces=NS))
     return ResponseEnvelope(
-        data, root.get("InResponseTo") or None, issuer.strip() if issuer else None
+        data,
+        root.get("InResponseTo") or None,
+        issuer if issuer is not None else assertion_issuer,
+        assertion_issuer,
     )
+
+
+def _text(node: etree._Element | None) -> str | None:
+    """All the text of an element: never lxml's `.text`, which stops at a comment."""
+    return None if node is None else str(node.xpath("string()")).strip()
+
+
+def _status_name(status_code: etree._Element) -> str:
+    """`Responder/AuthnFailed` from the (nested) StatusCode URIs, safe to show."""
+    names = []
+    for node in status_code.iter(f"{{{NS['samlp']}}}StatusCode"):
+        name = (node.get("Value") or "").rsplit(":", 1)[-1]
+        names.append(name if re.fullmatch(r"[A-Za-z]{1,40}", name) else "unknown")
+    return "/".join(names[:3])
 
 
 def _epoch(value: str | None) -> float | None:
@@ -317,6 +343,8 @@ class ServiceProvider:
         """
         if envelope.issuer != self.idp.entity_id:
             raise SAMLError("wrong_issuer", "The SAML response comes from an unexpected issuer.")
+        if envelope.assertion_issuer not in (None, self.idp.entity_id):
+            raise SAMLError("wrong_issuer", "The SAML assertion comes from an unexpected issuer.")
         if envelope.in_response_to and envelope.in_response_to != outstanding_id:
             raise SAMLError(
                 "wrong_in_response_to",
@@ -340,6 +368,10 @@ class ServiceProvider:
                 "status_not_success", f"The IdP did not sign you in (status: {status})."
             ) from None
         except UnsolicitedResponse:
+            if outstanding:  # a SubjectConfirmation answers another request than the Response
+                raise SAMLError(
+                    "wrong_in_response_to", "The SAML response is inconsistent."
+                ) from None
             raise SAMLError(
                 "unsolicited", "Sign-in started at the IdP is not allowed here."
             ) from None
@@ -351,7 +383,11 @@ class ServiceProvider:
             raise SAMLError(
                 "untrusted_key", "The SAML response is not signed by the IdP."
             ) from None
-        except (SignatureError, SigverError):
+        except (SignatureError, SigverError) as exc:
+            if "signature missing" in str(exc).lower():
+                raise SAMLError(
+                    "signature_required", "The SAML response is not signed as required."
+                ) from None
             raise SAMLError(
                 "invalid_signature", "The SAML response signature is not valid."
             ) from None
@@ -359,6 +395,9 @@ class ServiceProvider:
             raise SAMLError("malformed", "The SAML message could not be decoded.", 400) from None
         except Exception as exc:  # pysaml2 raises many bare exception types
             log.info("pysaml2 refused the response: %s: %.200s", type(exc).__name__, exc)
+            for phrase, code, reason in _PYSAML2_REFUSALS:
+                if phrase in str(exc):
+                    raise SAMLError(code, reason) from None
             if "signature" in str(exc).lower() or "signed" in str(exc).lower():
                 raise SAMLError(
                     "signature_required", "The SAML response is not signed as required."
@@ -368,16 +407,19 @@ class ServiceProvider:
 
     def _check_verified(self, result: Any, envelope: ResponseEnvelope, now: float) -> VerifiedLogin:
         """The checks pysaml2 skips or fails open on, on the objects it verified."""
-        if result is None or result.response is None or result.assertion is None:
+        if result is None or result.response is None:
             raise SAMLError("invalid_response", "The SAML response is not valid.")
         response: samlp.Response = result.response
-        assertion: saml.Assertion = result.assertion
-        skew = self.settings.security.clock_skew_seconds
+        # Before the assertion test: a wrong Destination is why pysaml2 left it out.
         if response.destination != self.acs_url:
             raise SAMLError(
                 "wrong_destination",
                 "The SAML response was sent to another address than this site's.",
             )
+        if result.assertion is None:
+            raise SAMLError("invalid_response", "The SAML response is not valid.")
+        assertion: saml.Assertion = result.assertion
+        skew = self.settings.security.clock_skew_seconds
         if (
             response.issuer is not None
             and (response.issuer.text or "").strip() != self.idp.entity_id
@@ -448,7 +490,8 @@ class ServiceProvider:
                 code = "expired"
                 problem = "The SAML assertion has expired."
                 continue
-            if data.not_before is not None:
+            if data.not_before is not None:  # forbidden on a bearer confirmation
+                code = "wrong_confirmation"
                 continue
             if (data.in_response_to or None) != in_response_to:
                 code = "wrong_in_response_to"
@@ -456,6 +499,26 @@ class ServiceProvider:
                 continue
             return expiry
         raise SAMLError(code, problem)
+
+
+# pysaml2 refuses these with bare exceptions; the phrase tells which check failed.
+_PYSAML2_REFUSALS = (
+    (
+        "AudienceRestrictions conditions not satisfied",
+        "wrong_audience",
+        "The SAML assertion is meant for another site.",
+    ),
+    (
+        "No valid recipient",
+        "wrong_recipient",
+        "The SAML assertion has no valid bearer confirmation for this site.",
+    ),
+    (
+        "No valid subject confirmation",
+        "wrong_confirmation",
+        "The SAML assertion has no valid bearer confirmation for this site.",
+    ),
+)
 
 
 def _attributes(assertion: saml.Assertion) -> dict[str, list[str]]:

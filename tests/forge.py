@@ -185,6 +185,11 @@ def set_assertion_issuer(root: etree._Element, value: str) -> None:
     one(assertion(root), "saml:Issuer").text = value
 
 
+def remove_assertion_issuer(root: etree._Element) -> None:
+    node = one(assertion(root), "saml:Issuer")
+    node.getparent().remove(node)
+
+
 def set_name_id(root: etree._Element, value: str) -> None:
     """NameID text ("" leaves an empty element)."""
     name_id(root).text = value
