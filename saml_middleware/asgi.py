@@ -83,14 +83,28 @@ def _request(scope: Scope, receive: Receive) -> HttpRequest:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    root_path = scope.get("root_path", "")
+    scheme = str(scope.get("scheme", "http"))
     return HttpRequest(
         method=scope.get("method", "GET"),
-        path=scope.get("path", "/"),
+        path=_route_path(scope.get("path", "/"), root_path),
         query_string=scope.get("query_string", b"").decode("latin-1"),
         headers=headers,
         cookies=cookie_parser(headers.get("cookie", "")),
         read_body=read_body,
+        root_path=root_path,
+        scheme={"wss": "https", "ws": "http"}.get(scheme, scheme),
     )
+
+
+def _route_path(path: str, root_path: str) -> str:
+    """The path below the mount point (ASGI servers and Starlette's Mount keep it in `path`)."""
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            return "/"
+        if path[len(root_path)] == "/":
+            return path[len(root_path) :]
+    return path or "/"
 
 
 def _put_user(scope: Scope, user: SAMLUser) -> None:

@@ -26,6 +26,36 @@ ENTRA_GROUPS: Final = f"{MS}/ws/2008/06/identity/claims/groups"
 ENTRA_GROUPS_LINK: Final = f"{MS}/claims/groups.link"
 ENTRA_WIDS: Final = f"{MS}/ws/2008/06/identity/claims/wids"
 
+# Every claim a default (or group/role-enabled) Entra enterprise app sends, by the
+# short name Entra's claim editor shows. All are kept in `SAMLUser.attributes`
+# under these exact URIs; the entra preset maps the user fields from them.
+ENTRA_CLAIMS: Final[dict[str, str]] = {
+    "emailaddress": ENTRA_EMAIL,
+    "givenname": ENTRA_GIVEN_NAME,
+    "surname": ENTRA_SURNAME,
+    "name": ENTRA_UPN,
+    "objectidentifier": ENTRA_OBJECT_ID,
+    "tenantid": ENTRA_TENANT_ID,
+    "displayname": ENTRA_DISPLAY_NAME,
+    "identityprovider": ENTRA_IDENTITY_PROVIDER,
+    "authnmethodsreferences": ENTRA_AUTHN_METHODS,
+    "role": ENTRA_ROLE,
+    "groups": ENTRA_GROUPS,
+    "groups.link": ENTRA_GROUPS_LINK,
+    "wids": ENTRA_WIDS,
+}
+
+# AD FS: the same xmlsoap names as Entra, plus its own UPN, group and name claims.
+ADFS_UPN: Final = f"{XMLSOAP}/upn"
+ADFS_GROUP: Final = "http://schemas.xmlsoap.org/claims/Group"
+ADFS_COMMON_NAME: Final = "http://schemas.xmlsoap.org/claims/CommonName"
+ADFS_WINDOWS_ACCOUNT: Final = f"{MS}/ws/2008/06/identity/claims/windowsaccountname"
+
+# Where an address may be found when the email claim is missing (Entra leaves
+# `emailaddress` out when the user's `mail` is empty): the UPN claims, in order,
+# then the NameID. A value is used only when it looks like an address.
+EMAIL_FALLBACK_CLAIMS: Final = (ENTRA_UPN, ADFS_UPN)
+
 # The user fields a preset or `attributes.map` can fill from a claim.
 USER_FIELDS: Final = ("user_id", "email", "first_name", "last_name", "display_name")
 
@@ -39,18 +69,26 @@ PRESETS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
         "display_name": (ENTRA_DISPLAY_NAME, ENTRA_UPN),
     },
     "adfs": {
-        "user_id": (f"{XMLSOAP}/upn",),
+        "user_id": (ADFS_UPN,),
         "email": (ENTRA_EMAIL,),
         "first_name": (ENTRA_GIVEN_NAME,),
         "last_name": (ENTRA_SURNAME,),
-        "display_name": (ENTRA_UPN, f"{XMLSOAP}/upn"),
+        "display_name": (ENTRA_UPN, ADFS_COMMON_NAME, ADFS_UPN),
     },
+    # Friendly names (Okta's attribute statements, OneLogin, Keycloak, JumpCloud...)
+    # and the X.500/eduPerson OIDs that R&E IdPs (Shibboleth) send.
     "generic": {
-        "user_id": ("uid",),
-        "email": ("email", "mail", "urn:oid:0.9.2342.19200300.100.1.3"),
-        "first_name": ("firstName", "givenName", "urn:oid:2.5.4.42"),
-        "last_name": ("lastName", "sn", "surname", "urn:oid:2.5.4.4"),
-        "display_name": ("displayName", "name", "urn:oid:2.16.840.1.113730.3.1.241"),
+        "user_id": ("uid", "urn:oid:0.9.2342.19200300.100.1.1"),
+        "email": (
+            "email",
+            "mail",
+            "emailAddress",
+            "urn:oid:0.9.2342.19200300.100.1.3",
+            "urn:oid:1.2.840.113549.1.9.1",
+        ),
+        "first_name": ("firstName", "givenName", "first_name", "urn:oid:2.5.4.42"),
+        "last_name": ("lastName", "sn", "surname", "last_name", "urn:oid:2.5.4.4"),
+        "display_name": ("displayName", "name", "cn", "urn:oid:2.16.840.1.113730.3.1.241"),
     },
 }
 PRESETS["okta"] = PRESETS["generic"]
@@ -58,7 +96,7 @@ PRESETS["okta"] = PRESETS["generic"]
 # Where each preset finds roles when `roles.attribute` is not set.
 PRESET_ROLE_ATTRIBUTES: Final[dict[str, tuple[str, ...]]] = {
     "entra": (ENTRA_ROLE,),
-    "adfs": (ENTRA_ROLE, "http://schemas.xmlsoap.org/claims/Group"),
+    "adfs": (ENTRA_ROLE, ADFS_GROUP),
     "generic": ("roles", "role", "groups"),
     "okta": ("roles", "role", "groups"),
 }

@@ -57,6 +57,8 @@ class PathSettings:
 
 @dataclass(frozen=True)
 class AttributeSettings:
+    """`attributes`: which claim fills each `SAMLUser` field."""
+
     preset: str | None
     # user field -> claim names tried in order (preset merged with `map`).
     fields: Mapping[str, tuple[str, ...]]
@@ -64,11 +66,17 @@ class AttributeSettings:
 
 @dataclass(frozen=True)
 class RoleSettings:
+    """`roles`: IdP role/group values -> app roles (see identity.map_roles)."""
+
     attributes: tuple[str, ...]
     delimiter: str | None
+    # IdP value -> app roles; keys are casefolded when `case_insensitive`.
     map: Mapping[str, tuple[str, ...]]
     default: tuple[str, ...]
     require_mapped_role: bool
+    case_insensitive: bool = False
+    # callable(SAMLUser) -> list of group values | None, sync or async (Entra overage).
+    overage_hook: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,8 @@ class SessionSettings:
     https_only: bool
     same_site: str
     backend: str
+    # Claim names kept in the session cookie; None: every claim that fits.
+    attributes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ class SecuritySettings:
     allowed_redirect_hosts: tuple[str, ...]
     reject_sha1: bool
     max_request_bytes: int
+    # Read X-Forwarded-Proto/-Host for diagnostics (engine.public_origin); never for checks.
+    trust_forwarded_headers: bool = False
 
 
 @dataclass(frozen=True)
@@ -236,22 +248,34 @@ def _read_pem(sec: _Section, pem_key: str, file_key: str, marker: str) -> str | 
 def _base_url(root: _Section) -> str:
     value = root.text("base_url", required=True)
     assert value is not None
-    problem = "must be an absolute http(s) origin such as https://app.example.com"
+    problem = (
+        "must be an absolute http(s) origin, with the path the app is mounted at if any, "
+        "such as https://app.example.com or https://example.com/app (no query, fragment "
+        "or user name)"
+    )
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
         raise ConfigError("base_url", problem) from None
+    path = parts.path.rstrip("/")
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or parts.path not in ("", "/")
+        or not _BASE_PATH.fullmatch(path)
+        or any(segment in (".", "..") for segment in path.split("/"))
         or parts.query
         or parts.fragment
+        or "?" in value
+        or "#" in value
         or "@" in parts.netloc
     ):
         raise ConfigError("base_url", problem)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+# A mount path: "/segment/..." of URL path characters (percent-encoded when need be).
+_BASE_PATH = re.compile(r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*")
 
 
 def _secret_key(root: _Section) -> str:
@@ -374,7 +398,9 @@ def _roles(root: _Section, preset: str | None) -> RoleSettings:
     raw_map = {} if raw_map is None else raw_map
     if not isinstance(raw_map, Mapping):
         raise ConfigError(sec.key("map"), "must be a dict of IdP value -> list of app roles")
+    case_insensitive = sec.flag("case_insensitive", False)
     mapping: dict[str, tuple[str, ...]] = {}
+    first_spelling: dict[str, str] = {}
     for idp_value, app_roles in raw_map.items():
         key = f"{sec.key('map')}.{idp_value}"
         if isinstance(app_roles, str):
@@ -385,11 +411,26 @@ def _roles(root: _Section, preset: str | None) -> RoleSettings:
             or not all(isinstance(r, str) and r for r in app_roles)
         ):
             raise ConfigError(key, "must map a string to a list of role names")
-        mapping[idp_value] = tuple(app_roles)
+        lookup = idp_value.casefold() if case_insensitive else idp_value
+        if lookup in first_spelling:
+            raise ConfigError(
+                key,
+                f"same IdP value as {first_spelling[lookup]!r} when roles.case_insensitive "
+                "is true: merge the two entries",
+            )
+        first_spelling[lookup] = idp_value
+        mapping[lookup] = tuple(app_roles)
     default = sec.texts("default")
     require = sec.flag("require_mapped_role", False)
+    overage_hook = sec.get("overage_hook")
+    if overage_hook is not None and not callable(overage_hook):
+        raise ConfigError(
+            sec.key("overage_hook"), "must be a callable(SAMLUser) -> list of group values"
+        )
     sec.done()
-    return RoleSettings(attributes, delimiter, mapping, default, require)
+    return RoleSettings(
+        attributes, delimiter, mapping, default, require, case_insensitive, overage_hook
+    )
 
 
 def _session(root: _Section) -> SessionSettings:
@@ -406,11 +447,12 @@ def _session(root: _Section) -> SessionSettings:
     if same_site == "none" and not https_only:
         raise ConfigError(sec.key("same_site"), "'none' needs session.https_only = true")
     backend = sec.text("backend", "cookie")
+    keep = None if sec.get("attributes") is None else sec.texts("attributes")
     if backend != "cookie":
         raise ConfigError(sec.key("backend"), "must be 'cookie' (server-side sessions: not yet)")
     sec.done()
     assert max_age is not None
-    return SessionSettings(cookie_name, max_age, idle, https_only, same_site, backend)
+    return SessionSettings(cookie_name, max_age, idle, https_only, same_site, backend, keep)
 
 
 def _security(root: _Section) -> SecuritySettings:
@@ -423,6 +465,7 @@ def _security(root: _Section) -> SecuritySettings:
         allowed_redirect_hosts=tuple(h.lower() for h in sec.texts("allowed_redirect_hosts")),
         reject_sha1=sec.flag("reject_sha1", True),
         max_request_bytes=sec.integer("max_request_bytes", 262144, minimum=1024) or 0,
+        trust_forwarded_headers=sec.flag("trust_forwarded_headers", False),
     )
     if not (values.want_assertions_signed or values.want_response_signed):
         raise ConfigError(

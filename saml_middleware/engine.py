@@ -29,20 +29,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from itsdangerous import URLSafeSerializer
 
 from .config import Settings, load_settings
-from .errors import AccessDenied, SAMLError
-from .identity import ANONYMOUS, SAMLUser, build_user
+from .errors import SAMLError
+from .identity import (
+    ANONYMOUS,
+    PROVISION_FAILED,
+    SAMLUser,
+    build_user,
+    call_hook,
+    check_required_role,
+    resolve_overage,
+)
 from .metadata import IdPMetadata
 from .pages import auto_post_form, error_page
 from .protocol import ServiceProvider, decode_post_message, inspect_response
@@ -55,6 +64,8 @@ login_log = logging.getLogger("saml_middleware.login")
 # How long a user may spend at the IdP (MFA included) before the request expires.
 OUTSTANDING_REQUEST_TTL = 900
 _NO_STORE = ("cache-control", "no-store")
+# Distinct configuration warnings kept per engine (each is logged once).
+_MAX_WARNINGS = 32
 
 
 @dataclass
@@ -67,6 +78,10 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     cookies: Mapping[str, str] = field(default_factory=dict)
     read_body: Callable[[int], Awaitable[bytes]] | None = None
+    # Where the app is mounted (WSGI SCRIPT_NAME, ASGI root_path): `path` is
+    # matched below it, and every URL sent to the browser starts with it.
+    root_path: str = ""
+    scheme: str = ""  # the request's own scheme ("http"/"https"), before any proxy
 
     def query(self, name: str) -> str | None:
         values = parse_qs(self.query_string, keep_blank_values=True).get(name)
@@ -127,6 +142,7 @@ class Engine:
         """Answer one HTTP request: an endpoint, a login redirect, a 401, or pass through."""
         endpoint = self._endpoint(request.path)
         if endpoint is not None:
+            self._check_public_url(request)
             return await self._run_endpoint(endpoint, request)
         session = self.authenticate(request)
         if session is not None:
@@ -197,8 +213,9 @@ class Engine:
         )
 
     def _login_required(self, request: HttpRequest) -> Response:
-        target = request.path + (f"?{request.query_string}" if request.query_string else "")
-        login_url = f"{self._prefix}/login/?next={quote(target, safe='/')}"
+        root = _mount_path(request.root_path)
+        target = root + request.path + (f"?{request.query_string}" if request.query_string else "")
+        login_url = f"{_location(root)}{self._prefix}/login/?next={quote(target, safe='/')}"
         if request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
             return Response(303, [("location", login_url), _NO_STORE])
         body = json.dumps({"error": "authentication_required", "login_url": login_url}).encode()
@@ -230,7 +247,8 @@ class Engine:
 
     async def login(self, request: HttpRequest) -> Response:
         _require_method(request, "GET", "HEAD")
-        next_url = self.safe_redirect(request.query("next")) or self.settings.paths.after_login
+        home = _mount_path(request.root_path) + self.settings.paths.after_login
+        next_url = self.safe_redirect(request.query("next")) or home
         sp = await self.service_provider()
         relay_state = self._relay.dumps(next_url)
         request_id, outgoing = await asyncio.to_thread(sp.authn_request, relay_state)
@@ -282,17 +300,14 @@ class Engine:
             attribute_settings=self.settings.attributes,
             role_settings=self.settings.roles,
         )
-        if self.settings.roles.require_mapped_role and not user.roles:
-            raise SAMLError(
-                "no_mapped_role",
-                "Your account has no role in this application: ask your "
-                "administrator to assign you one.",
-            )
+        user = await resolve_overage(user, self.settings.roles)
+        check_required_role(user, self.settings.roles)
         user = await self._provision(user)
+        home = _mount_path(request.root_path) + self.settings.paths.after_login
         if record is not None:
-            next_url = str(record.get("next") or self.settings.paths.after_login)
+            next_url = str(record.get("next") or home)
         else:
-            next_url = _local_path(relay_state) or self.settings.paths.after_login
+            next_url = _local_path(relay_state) or home
         cookie = self.sessions.encode(user)
         login_log.info(
             "login ok",
@@ -306,7 +321,7 @@ class Engine:
         return Response(
             303,
             [
-                ("location", next_url),
+                ("location", _location(next_url)),
                 (
                     "set-cookie",
                     self.sessions.cookie_header(cookie, self.settings.session.max_age_seconds),
@@ -317,9 +332,15 @@ class Engine:
 
     async def logout(self, request: HttpRequest) -> Response:
         _require_method(request, "GET", "HEAD", "POST")
-        next_url = self.safe_redirect(request.query("next")) or self.settings.paths.after_logout
+        home = _mount_path(request.root_path) + self.settings.paths.after_logout
+        next_url = self.safe_redirect(request.query("next")) or home
         return Response(
-            303, [("location", next_url), ("set-cookie", self.sessions.clear_header()), _NO_STORE]
+            303,
+            [
+                ("location", _location(next_url)),
+                ("set-cookie", self.sessions.clear_header()),
+                _NO_STORE,
+            ],
         )
 
     # -- helpers ------------------------------------------------------------------
@@ -333,23 +354,31 @@ class Engine:
         return self._sp
 
     async def _provision(self, user: SAMLUser) -> SAMLUser:
+        """Run the JIT `provision` hook once for a login that passed every check.
+
+        `AccessDenied` (any `SAMLError`) from the hook is the refusal it names.
+        Anything else is the app's failure, not the user's: the traceback goes
+        to the operator's log and the browser gets 503 "try again" (the cause is
+        usually transient: a database or directory that is down), never a 500
+        page. A signing-in user retries by signing in again (a new assertion).
+        """
         hook = self.settings.provision
         if hook is None:
             return user
         try:
-            result = hook(user)
-            if inspect.isawaitable(result):
-                result = await result
-        except AccessDenied:
-            raise
+            result = await call_hook(hook, user)
         except SAMLError:
             raise
         except Exception:
             log.exception("the provision hook failed")
-            raise SAMLError("provision_failed", "Your account could not be set up.", 500) from None
-        if not isinstance(result, SAMLUser):
-            log.error("the provision hook returned %s, not a SAMLUser", type(result).__name__)
-            raise SAMLError("provision_failed", "Your account could not be set up.", 500)
+            raise SAMLError("provision_failed", PROVISION_FAILED, 503) from None
+        if not isinstance(result, SAMLUser) or not result.is_authenticated:
+            log.error(
+                "the provision hook returned %s, not a signed-in SAMLUser (use "
+                "dataclasses.replace(user, ...))",
+                type(result).__name__,
+            )
+            raise SAMLError("provision_failed", PROVISION_FAILED, 503)
         return result
 
     async def _read_form(self, request: HttpRequest) -> dict[str, list[str]]:
@@ -392,6 +421,128 @@ class Engine:
         if parts.hostname.lower() in self.settings.security.allowed_redirect_hosts:
             return target
         return None
+
+    # -- the public URL: diagnostics only -----------------------------------------
+
+    def public_origin(self, request: HttpRequest) -> str | None:
+        """The origin (scheme://host) the browser used, or None when it is not known.
+
+        Behind a proxy the request's own scheme and Host are the proxy's, so they
+        count only with `security.trust_forwarded_headers`; then X-Forwarded-Proto
+        and X-Forwarded-Host (their last value: the one the nearest proxy added)
+        replace them, but only when they name base_url's origin or a host in
+        `allowed_redirect_hosts`: anything else is ignored, and logged. The result
+        feeds the operator's warnings, never a decision: base_url alone makes the
+        ACS URL that a Response's Destination and Recipient must match.
+        """
+        if not self.settings.security.trust_forwarded_headers:
+            return None
+        own_host = request.headers.get("host", "")
+        proto = _last_value(request.headers.get("x-forwarded-proto"))
+        host = _last_value(request.headers.get("x-forwarded-host"))
+        if not proto and not host:
+            return _origin(request.scheme, own_host)
+        forwarded = _origin(proto or request.scheme, host or own_host)
+        if forwarded is not None and self._origin_allowed(forwarded):
+            return forwarded
+        self._warn_once(
+            f"forwarded:{proto}:{host}",
+            "ignored X-Forwarded-Proto %r / X-Forwarded-Host %r: %s is neither base_url's "
+            "origin nor on a host in security.allowed_redirect_hosts",
+            proto[:100],
+            host[:100],
+            (forwarded or "that")[:200],
+        )
+        return None
+
+    def _origin_allowed(self, origin: str) -> bool:
+        if origin == _base_origin(self.settings.base_url):
+            return True
+        hostname = urlsplit(origin).hostname or ""
+        return hostname in self.settings.security.allowed_redirect_hosts
+
+    def _check_public_url(self, request: HttpRequest) -> None:
+        """Warn (once) when the browser reached us elsewhere than base_url says."""
+        base_path = urlsplit(self.settings.base_url).path.rstrip("/")
+        root = _mount_path(request.root_path)
+        if root != base_path:
+            self._warn_once(
+                f"mount:{root}",
+                "the app is mounted at %r (WSGI SCRIPT_NAME / ASGI root_path) but base_url's "
+                "path is %r: the browser is sent to the mount path, the IdP to base_url; "
+                "make them agree (e.g. uvicorn --root-path, or SCRIPT_NAME for WSGI)",
+                root[:200],
+                base_path,
+            )
+        origin = self.public_origin(request)
+        base_origin = _base_origin(self.settings.base_url)
+        if origin is not None and origin != base_origin:
+            self._warn_once(
+                f"origin:{origin}",
+                "a request reached %s, but base_url says %s: the IdP sends users back to "
+                "base_url, so they sign in there, not here",
+                origin[:200],
+                base_origin,
+            )
+
+    @cached_property
+    def _warned(self) -> set[str]:
+        return set()
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        # Bounded: a client varying forged headers cannot grow it or flood the log.
+        if key in self._warned:
+            return
+        if len(self._warned) >= _MAX_WARNINGS:
+            log.debug(message, *args)
+            return
+        self._warned.add(key)
+        log.warning(message, *args)
+
+
+def _mount_path(root_path: str) -> str:
+    """The mount path without its trailing slash; "" unless it is a plain local path."""
+    root = root_path.rstrip("/")
+    if not root:
+        return ""
+    if _local_path(root) != root or "?" in root or "#" in root or len(root) > 1024:
+        log.warning("ignored a mount path (SCRIPT_NAME / root_path) that is not a plain path")
+        return ""
+    return root
+
+
+def _location(url: str) -> str:
+    """`url` safe for a Location header: spaces and non-ASCII characters percent-encoded."""
+    return quote(url, safe="!#$%&'()*+,/:;=?@[]~")
+
+
+_HOST_PORT = re.compile(
+    r"(?P<name>[a-z0-9](?:[a-z0-9.\-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def _origin(scheme: str, host: str) -> str | None:
+    """A normalized origin ("https://host[:port]"), or None when either part is not valid."""
+    scheme = scheme.strip().lower()
+    match = _HOST_PORT.fullmatch(host.strip().lower())
+    if scheme not in ("http", "https") or match is None:
+        return None
+    name, port = match.group("name"), match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    if port is None or int(port) == (443 if scheme == "https" else 80):
+        return f"{scheme}://{name}"
+    return f"{scheme}://{name}:{int(port)}"
+
+
+def _base_origin(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    return _origin(parts.scheme, parts.netloc) or f"{parts.scheme}://{parts.netloc}"
+
+
+def _last_value(header: str | None) -> str:
+    """The last of a comma-separated header's values: the one the nearest proxy set."""
+    return (header or "").rsplit(",", 1)[-1].strip()
 
 
 def _local_path(target: str | None) -> str | None:

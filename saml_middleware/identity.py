@@ -1,22 +1,29 @@
 """Who signed in: the `SAMLUser` the app receives, built from a verified login.
 
-Attributes are kept whole (claim name -> list of values); the preset and
-`attributes.map` pick the well-known fields, and `roles.map` turns IdP role
-values into app roles. Roles are recomputed at every login.
+Attributes are kept whole (claim name -> list of values, unknown claims
+included); the preset and `attributes.map` pick the well-known fields, and
+`roles.map` turns IdP role/group values into app roles. Everything here is a
+pure function of the assertion and the settings, so roles are recomputed at
+every login: a user removed from an IdP group loses the app role at the next
+sign-in. The two settings hooks (`roles.overage_hook`, `provision`) are run by
+`call_hook`, awaited when async and in a worker thread when sync.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from starlette.authentication import BaseUser
 
-from .claims import ENTRA_GROUPS_LINK, ENTRA_UPN
+from .claims import EMAIL_FALLBACK_CLAIMS, ENTRA_GROUPS, ENTRA_GROUPS_LINK
 from .config import AttributeSettings, RoleSettings
+from .errors import SAMLError
 
 log = logging.getLogger("saml_middleware.identity")
 
@@ -38,6 +45,8 @@ class SAMLUser(BaseUser):
     last_name: str | None = None
     display_name: str = ""  # type: ignore[assignment]  # a field, where BaseUser has a property
     roles: tuple[str, ...] = ()
+    # True when Entra sent groups.link instead of the groups (over 150 of them) and
+    # no `roles.overage_hook` resolved them: the user's groups are unknown.
     groups_overage: bool = False
     attributes: Mapping[str, Sequence[str]] = field(default_factory=lambda: _EMPTY, compare=False)
     is_authenticated: bool = True  # type: ignore[assignment]
@@ -91,6 +100,23 @@ class SAMLUser(BaseUser):
 
 ANONYMOUS = SAMLUser(is_authenticated=False)
 
+NO_MAPPED_ROLE = (
+    "Your account has no role in this application: ask your administrator to assign you one."
+)
+GROUPS_OVERAGE = (
+    "Your role in this application could not be determined: Microsoft Entra ID did not "
+    "send your groups because you are a member of too many of them (group overage). "
+    "Ask your administrator to assign you an app role, or to send only the groups "
+    "assigned to the application."
+)
+PROVISION_FAILED = (
+    "Your account could not be set up in this application right now: please try signing "
+    "in again in a moment."
+)
+GROUPS_UNAVAILABLE = (
+    "Your group memberships could not be read right now: please try signing in again in a moment."
+)
+
 
 def _first(attributes: Mapping[str, Sequence[str]], names: Sequence[str]) -> str | None:
     for name in names:
@@ -101,24 +127,39 @@ def _first(attributes: Mapping[str, Sequence[str]], names: Sequence[str]) -> str
 
 
 def _looks_like_email(value: str | None) -> bool:
-    return bool(value) and "@" in value and " " not in value  # type: ignore[operator]
+    if not value or any(c.isspace() for c in value):
+        return False
+    local, at, domain = value.rpartition("@")
+    return bool(at and local and domain)
 
 
-def map_roles(attributes: Mapping[str, Sequence[str]], settings: RoleSettings) -> tuple[str, ...]:
-    """IdP role values (from every `roles.attribute`) -> app roles, in a stable order."""
-    values: list[str] = []
+def role_values(attributes: Mapping[str, Sequence[str]], settings: RoleSettings) -> tuple[str, ...]:
+    """The IdP's role/group values, from every `roles.attribute`, split by `roles.delimiter`."""
+    values: dict[str, None] = {}
     for name in settings.attributes:
         for raw in attributes.get(name, ()):
             parts = raw.split(settings.delimiter) if settings.delimiter else [raw]
-            values.extend(p.strip() for p in parts if p.strip())
+            for part in parts:
+                if part.strip():
+                    values[part.strip()] = None
+    return tuple(values)
+
+
+def mapped_roles(
+    attributes: Mapping[str, Sequence[str]], settings: RoleSettings
+) -> tuple[str, ...]:
+    """The app roles `roles.map` grants (exact match, or casefolded), without the default."""
     roles: dict[str, None] = {}
-    for value in values:
-        for role in settings.map.get(value, ()):
-            roles[role] = None
-    if not roles:
-        for role in settings.default:
+    for value in role_values(attributes, settings):
+        key = value.casefold() if settings.case_insensitive else value
+        for role in settings.map.get(key, ()):
             roles[role] = None
     return tuple(roles)
+
+
+def map_roles(attributes: Mapping[str, Sequence[str]], settings: RoleSettings) -> tuple[str, ...]:
+    """IdP role values -> app roles, in a stable order; `roles.default` when none is mapped."""
+    return mapped_roles(attributes, settings) or tuple(dict.fromkeys(settings.default))
 
 
 def build_user(
@@ -132,26 +173,36 @@ def build_user(
     role_settings: RoleSettings,
     tenant: str | None = None,
 ) -> SAMLUser:
-    """Map a verified login to the `SAMLUser` the app sees."""
+    """Map a verified login to the `SAMLUser` the app sees (every claim kept)."""
     attrs = {name: tuple(values) for name, values in attributes.items()}
     fields: dict[str, str | None] = {
         name: _first(attrs, claims) for name, claims in attribute_settings.fields.items()
     }
+    user_id = fields.get("user_id")
+    if not user_id:
+        user_id = name_id
+        if attribute_settings.fields.get("user_id"):
+            log.info(
+                "no %s claim in the assertion; using the NameID as the user_id",
+                " / ".join(attribute_settings.fields["user_id"]),
+            )
     email = fields.get("email")
     if not email:
-        for candidate, source in (
-            (_first(attrs, (ENTRA_UPN,)), "the UPN claim"),
-            (name_id, "the NameID"),
-        ):
+        candidates = [
+            (_first(attrs, (claim,)), f"the {claim} claim") for claim in EMAIL_FALLBACK_CLAIMS
+        ]
+        for candidate, source in (*candidates, (name_id, "the NameID")):
             if _looks_like_email(candidate):
                 email = candidate
                 log.info("no email claim in the assertion; using %s as the email", source)
                 break
     overage = ENTRA_GROUPS_LINK in attrs
-    if overage:
+    if overage and role_settings.overage_hook is None:
         log.warning(
-            "Entra sent groups.link instead of groups (group overage): the user is in too many "
-            "groups; in Entra, emit app roles or 'Groups assigned to the application' instead"
+            "Entra sent groups.link instead of groups (group overage): the user is in more "
+            "than 150 groups, so no group was sent. In Entra, emit app roles, or limit the "
+            "group claim to 'Groups assigned to the application'; or set roles.overage_hook "
+            "to read the groups from Microsoft Graph"
         )
     return SAMLUser(
         name_id=name_id,
@@ -159,7 +210,7 @@ def build_user(
         session_index=session_index,
         issuer=issuer,
         tenant=tenant,
-        user_id=fields.get("user_id") or name_id,
+        user_id=user_id,
         email=email,
         first_name=fields.get("first_name"),
         last_name=fields.get("last_name"),
@@ -168,3 +219,71 @@ def build_user(
         groups_overage=overage,
         attributes=MappingProxyType(attrs),
     )
+
+
+async def call_hook(hook: Callable[..., Any], user: SAMLUser) -> Any:
+    """Run a settings hook: awaited when async; a sync one runs in a worker thread,
+    so its database or HTTP calls do not block the event loop."""
+    # type(hook).__call__: an object whose __call__ is async.
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__):
+        return await hook(user)
+    result = await asyncio.to_thread(hook, user)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def resolve_overage(user: SAMLUser, settings: RoleSettings) -> SAMLUser:
+    """Ask `roles.overage_hook` for an overage user's groups and map roles again.
+
+    The hook gets the user (its `attributes` hold the objectidentifier, the
+    tenantid and the groups.link URL) and returns the group values, e.g. the
+    object IDs from Microsoft Graph, or None when it cannot tell. Resolved
+    groups are stored under the Entra groups claim and `groups_overage` becomes
+    False. A hook that fails is a 503 (try again), never a login with
+    silently missing roles; `AccessDenied` from the hook refuses the user.
+    """
+    hook = settings.overage_hook
+    if not user.groups_overage or hook is None:
+        return user
+    try:
+        groups = await call_hook(hook, user)
+    except SAMLError:
+        raise
+    except Exception:
+        log.exception("roles.overage_hook failed")
+        raise SAMLError("groups_unavailable", GROUPS_UNAVAILABLE, 503) from None
+    if groups is None:
+        log.warning("roles.overage_hook could not resolve the groups of an overage user")
+        return user
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, (list, tuple, set, frozenset)):
+        log.error(
+            "roles.overage_hook returned %s, not a list of group values", type(groups).__name__
+        )
+        raise SAMLError("groups_unavailable", GROUPS_UNAVAILABLE, 503)
+    if not all(isinstance(g, str) for g in groups):
+        log.error("roles.overage_hook returned a list holding something else than strings")
+        raise SAMLError("groups_unavailable", GROUPS_UNAVAILABLE, 503)
+    attrs = dict(user.attributes)
+    attrs[ENTRA_GROUPS] = tuple(dict.fromkeys((*attrs.get(ENTRA_GROUPS, ()), *groups)))
+    log.info("roles.overage_hook resolved %d groups", len(attrs[ENTRA_GROUPS]))
+    return replace(
+        user,
+        attributes=MappingProxyType(attrs),
+        roles=map_roles(attrs, settings),
+        groups_overage=False,
+    )
+
+
+def check_required_role(user: SAMLUser, settings: RoleSettings) -> None:
+    """With `roles.require_mapped_role`, refuse (403) a user whom `roles.map` gives no role.
+
+    `roles.default` does not count: the setting means "only assigned users".
+    When the groups are a role source and Entra left them out (overage), the
+    refusal says so, rather than blaming a missing assignment.
+    """
+    if not settings.require_mapped_role or mapped_roles(user.attributes, settings):
+        return
+    if user.groups_overage and ENTRA_GROUPS in settings.attributes:
+        raise SAMLError("groups_overage", GROUPS_OVERAGE, 403)
+    raise SAMLError("no_mapped_role", NO_MAPPED_ROLE, 403)

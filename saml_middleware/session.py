@@ -6,10 +6,17 @@ against it and the cookie is re-issued (at most every tenth of the idle window)
 while the user is active; `max_age_seconds` is counted from the login and never
 extended. A cookie that is tampered with, signed with another key, expired or
 malformed simply means "no session".
+
+Size: browsers drop a cookie over 4096 bytes, and an Entra user in 200 groups
+sends ~8 KB of claims. The cookie keeps only the claims in `session.attributes`
+(all when unset); if it is still too large, the largest claims are left out
+until it fits. The mapped fields and roles are always kept; a user who does not
+fit even then is refused at login rather than given a cookie the browser drops.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -20,12 +27,18 @@ from typing import Any
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .config import SessionSettings
+from .errors import SAMLError
 from .identity import SAMLUser
 
 log = logging.getLogger("saml_middleware.session")
 
-# Browsers drop cookies over 4096 bytes (name and attributes included).
-_COOKIE_BUDGET = 3800
+# Browsers drop cookies over 4096 bytes (name and attributes included): the whole
+# Set-Cookie value stays under this, with room to spare.
+COOKIE_LIMIT = 4000
+_TOO_LARGE = (
+    "Your account sends too much information to keep in a session: ask your administrator "
+    "to send fewer roles or claims to this application."
+)
 
 
 @dataclass(frozen=True)
@@ -71,22 +84,70 @@ class SessionCodec:
     def encode(
         self, user: SAMLUser, *, session_id: str | None = None, login_time: float | None = None
     ) -> str:
-        """A cookie value for `user`; a new session id unless one is given (refresh)."""
+        """A cookie value for `user`; a new session id unless one is given (refresh).
+
+        Keeps the claims `session.attributes` allows, then as many of them as
+        fit (smallest first). Raises `SAMLError("session_too_large")` for a new
+        session that cannot fit even with no claims.
+        """
+        data = user.to_dict()
+        allowed = self.settings.attributes
+        if allowed is not None:
+            data["attributes"] = {k: v for k, v in data["attributes"].items() if k in allowed}
+        claims: dict[str, list[str]] = data["attributes"]
         payload: dict[str, Any] = {
             "sid": session_id or secrets.token_urlsafe(16),
             "iat": int(login_time if login_time is not None else self._clock()),
-            "u": user.to_dict(),
+            "u": data,
         }
         value = self._dumps(payload)
-        if len(value) > _COOKIE_BUDGET and payload["u"]["attributes"]:
-            log.warning(
-                "session cookie too large (%d bytes): raw attributes left out of the cookie; "
-                "the mapped user fields and roles are kept",
-                len(value),
-            )
-            payload["u"]["attributes"] = {}
-            value = self._dumps(payload)
-        return value
+        if self._fits(value) or not claims:
+            return self._checked(value, new=session_id is None)
+        # Keep the k smallest claims for the largest k that fits (binary search:
+        # a few encodings, however many claims the IdP sent).
+        by_size = sorted(claims, key=lambda k: (len(json.dumps([k, claims[k]])), k))
+
+        def keeping(count: int) -> str:
+            kept = set(by_size[:count])
+            data["attributes"] = {k: v for k, v in claims.items() if k in kept}
+            return self._dumps(payload)
+
+        fits, too_big = 0, len(by_size)
+        value = keeping(0)
+        if self._fits(value):
+            while too_big - fits > 1:
+                middle = (fits + too_big) // 2
+                if self._fits(keeping(middle)):
+                    fits = middle
+                else:
+                    too_big = middle
+            value = keeping(fits)
+        left_out = by_size[fits:]
+        shown = ", ".join(left_out[:5]) + (
+            f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+        )
+        log.warning(
+            "session cookie too large: %d claim(s) left out of it (%s); the mapped user "
+            "fields and roles are kept. List the claims the app needs in session.attributes",
+            len(left_out),
+            shown,
+        )
+        return self._checked(value, new=session_id is None)
+
+    def _fits(self, value: str) -> bool:
+        return len(self.cookie_header(value, self.settings.max_age_seconds)) <= COOKIE_LIMIT
+
+    def _checked(self, value: str, *, new: bool) -> str:
+        if self._fits(value):
+            return value
+        log.error(
+            "session cookie too large (%d bytes) even without claims: the user's roles or "
+            "names are too long for a cookie session",
+            len(value),
+        )
+        if new:
+            raise SAMLError("session_too_large", _TOO_LARGE, 403)
+        return value  # a refresh: the browser keeps the previous, still valid cookie
 
     def _dumps(self, payload: dict[str, Any]) -> str:
         return str(self._serializer.dumps(payload))

@@ -1,4 +1,8 @@
-"""The ASGI adapter: Starlette idioms, 401/redirect, websockets, lifespan, cookies."""
+"""The ASGI adapter: what only ASGI has (Starlette idioms, websockets, lifespan, root_path).
+
+Behaviour common to both adapters (redirect or 401, exempt paths, roles,
+logout, tampered cookies, mounting, proxies) is in test_adapters.py.
+"""
 
 from __future__ import annotations
 
@@ -99,43 +103,6 @@ async def test_login_fills_request_user_and_auth(devidp, use_add_middleware):
     }
 
 
-async def test_requires_allows_and_denies_as_mapped(devidp):
-    app = build_app(devidp)
-    devidp.add_service_provider((await client_for(app).get("/saml/metadata/")).text)
-    async with client_for(app) as admin_client:
-        await login(admin_client, devidp, "bsimon", "/admin")
-        allowed = await admin_client.get("/admin")
-        assert allowed.status_code == 200 and allowed.text == "admin area"
-    async with client_for(app) as member_client:
-        await login(member_client, devidp, "ajones", "/admin")
-        assert (await member_client.get("/admin")).status_code == 403
-
-
-async def test_api_client_gets_401_json_not_redirect(devidp):
-    async with client_for(build_app(devidp)) as client:
-        reply = await client.get("/me", headers={"accept": "application/json"})
-    assert reply.status_code == 401
-    assert reply.json()["error"] == "authentication_required"
-
-
-async def test_anonymous_user_on_exempt_path(devidp):
-    async with client_for(build_app(devidp, paths__exempt=["/public"])) as client:
-        reply = await client.get("/public/me")
-    assert reply.status_code == 200
-    assert reply.json()["auth"] is False and reply.json()["scopes"] == []
-
-
-async def test_tampered_cookie_means_anonymous(devidp):
-    app = build_app(devidp)
-    devidp.add_service_provider((await client_for(app).get("/saml/metadata/")).text)
-    async with client_for(app) as client:
-        await login(client, devidp, "bsimon")
-        value = client.cookies["saml_session"]
-        client.cookies.set("saml_session", value[:-3] + "xyz", domain="app.example.test")
-        reply = await client.get("/me", headers={"accept": "application/json"})
-    assert reply.status_code == 401
-
-
 async def test_lifespan_passes_through(devidp):
     events = []
 
@@ -176,3 +143,42 @@ def test_websocket_on_unprotected_path_passes(devidp):
     app = build_app(devidp, paths__exempt=["/ws"])
     with TestClient(app, base_url=SP_BASE) as client, client.websocket_connect("/ws") as ws:
         assert ws.receive_text() == "anonymous"
+
+
+@pytest.mark.parametrize("path_has_root", [True, False])
+async def test_root_path_from_the_server(devidp, path_has_root):
+    """uvicorn --root-path puts the mount in both root_path and path; older servers only in
+    root_path: either way the app's paths are matched below it and URLs start with it."""
+    seen = {}
+
+    async def inner(scope, receive, send):
+        seen["user"] = scope["user"]
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    app = SAMLMiddleware(inner, settings=settings_for(devidp, base_url=f"{SP_BASE}/app"))
+    path = "/app/me" if path_has_root else "/me"
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "root_path": "/app",
+        "query_string": b"",
+        "headers": [(b"accept", b"text/html"), (b"host", b"app.example.test")],
+        "scheme": "https",
+    }
+    await app(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 303
+    assert headers[b"location"] == b"/app/saml/login/?next=/app/me"
+    scope = {**scope, "path": "/app/saml/metadata/" if path_has_root else "/saml/metadata/"}
+    sent.clear()
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200

@@ -510,8 +510,8 @@ ERRORS = [
         for url in [
             "app.example.com",
             "ftp://x",
-            "https://app.example.com/path",
-            "https://app.example.com/saml/",
+            "https://app.example.com//path",
+            "https://app.example.com/a/../b",
             "https://user@host",
             "https://user:pw@host",
             "https://:pw@host",

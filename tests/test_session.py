@@ -118,5 +118,6 @@ def test_oversized_attributes_are_left_out_of_the_cookie(caplog):
     value = c.encode(big)
     assert len(value) < 4000
     session = c.decode(value)
-    assert session.user.roles == ("Admin",) and session.user.attributes == {}
+    assert session.user.roles == ("Admin",)
+    assert 0 < len(session.user.attributes) < 60  # the claims that fit are kept
     assert "too large" in caplog.text
