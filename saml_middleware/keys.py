@@ -18,23 +18,34 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 KINDS = ("rsa", "ec")
+RSA_BITS = (2048, 3072, 4096)
+# Longer than any SAML deployment keeps a key; also keeps not_valid_after in range.
+MAX_DAYS = 36500
 
 
-def generate_key_pair(common_name: str, *, days: int = 365, kind: str = "rsa") -> tuple[str, str]:
+def generate_key_pair(
+    common_name: str, *, days: int = 365, kind: str = "rsa", bits: int | None = None
+) -> tuple[str, str]:
     """A new private key (PKCS#8 PEM, unencrypted) and its self-signed certificate (PEM).
 
-    `kind` is "rsa" (2048 bits, what every IdP accepts) or "ec" (P-256). The
-    certificate is valid from one minute ago (small clock skew) for `days` days.
+    `kind` is "rsa" (`bits`: 2048 by default, what every IdP accepts; 3072 or
+    4096) or "ec" (P-256, the one curve SAML IdPs commonly accept; `bits` must
+    then be None). The certificate is valid from one minute ago (small clock
+    skew) for `days` days.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    if days < 1:
-        raise ValueError("days must be at least 1")
+    if kind == "rsa" and bits is not None and bits not in RSA_BITS:
+        raise ValueError(f"bits must be one of {RSA_BITS} for RSA, not {bits!r}")
+    if kind == "ec" and bits is not None:
+        raise ValueError("bits is only for RSA keys (EC keys are P-256)")
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_DAYS}")
     if not common_name or len(common_name) > 64:
         raise ValueError("common_name must be 1 to 64 characters long")
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if kind == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits or 2048)
     else:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
