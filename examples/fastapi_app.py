@@ -50,7 +50,7 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;"
     "color:#1b1f24}nav a{margin-right:1rem}table{border-collapse:collapse;width:100%}"
     "th,td{border:1px solid #d6d9de;padding:.3rem .5rem;text-align:left;vertical-align:top}"
-    "td code{word-break:break-all}"
+    "td code{word-break:break-all}#attributes td:first-child{width:40%}"
 )
 
 
@@ -64,6 +64,14 @@ def _page(request: Request, title: str, body: str) -> HTMLResponse:
         f'<a href="{root}/admin">Admin</a></nav>{body}</body></html>'
     )
     return HTMLResponse(html, headers={"cache-control": "no-store"})
+
+
+def _sign_out(root: str) -> str:
+    """Signing out takes a POST (the middleware's GET of /saml/logout/ only asks to confirm)."""
+    return (
+        f'<form method="post" action="{root}/saml/logout/">'
+        '<button type="submit">Sign out</button></form>'
+    )
 
 
 def _list(values: Iterable[str]) -> str:
@@ -81,8 +89,8 @@ def create_app() -> FastAPI:
         if user.is_authenticated:
             body = (
                 f"<h1>Hello, {escape(user.display_name)}</h1>"
-                f'<p>You are signed in. <a href="{root}/profile">Your profile</a> &middot; '
-                f'<a href="{root}/saml/logout/">Sign out</a></p>'
+                f'<p>You are signed in. <a href="{root}/profile">Your profile</a></p>'
+                f"{_sign_out(root)}"
             )
         else:
             body = (
@@ -105,22 +113,28 @@ def create_app() -> FastAPI:
                 ("Roles", _list(user.roles)),
             )
         )
-        attributes = "".join(
-            f"<tr><td><code>{escape(name)}</code></td><td>{_list(values)}</td></tr>"
-            for name, values in sorted(user.attributes.items())
-        ) or '<tr><td colspan="2"><em>no attributes</em></td></tr>'
+        attributes = (
+            "".join(
+                f"<tr><td><code>{escape(name)}</code></td><td>{_list(values)}</td></tr>"
+                for name, values in sorted(user.attributes.items())
+            )
+            or '<tr><td colspan="2"><em>no attributes</em></td></tr>'
+        )
         root = escape(request.scope.get("root_path", ""))
         body = (
             f'<h1>{escape(user.display_name)}</h1><table id="user">{rows}</table>'
             "<h2>Attributes from the IdP</h2>"
             f'<table id="attributes"><tr><th>Claim</th><th>Values</th></tr>{attributes}</table>'
-            f'<p><a href="{root}/saml/logout/">Sign out</a></p>'
+            f"{_sign_out(root)}"
         )
         return _page(request, "Profile", body)
 
     @app.get("/admin", response_class=HTMLResponse)
     async def admin(request: Request, user: AdminUser) -> HTMLResponse:
-        body = f"<h1>Admin</h1><p>Only the Admin role sees this page; you have: {_list(user.roles)}.</p>"
+        body = (
+            "<h1>Admin</h1>"
+            f"<p>Only the Admin role sees this page; you have: {_list(user.roles)}.</p>"
+        )
         return _page(request, "Admin", body)
 
     @app.get("/api/me")
@@ -142,12 +156,7 @@ def build(settings: Mapping[str, Any]) -> tuple[SAMLMiddleware, Any]:
     return app, app.engine
 
 
-if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    if not __package__:  # `python examples/fastapi_app.py`: make the repo importable
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__":  # python -m examples.fastapi_app (from the repository root)
     from examples.devserver import run
 
     raise SystemExit(run("fastapi_app", build, "asgi", protect=PROTECTED_PATHS))

@@ -50,16 +50,19 @@ TEMPLATES = {
 body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}
 nav a{margin-right:1rem}table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #d6d9de;padding:.3rem .5rem;text-align:left;vertical-align:top}
-td code{word-break:break-all}
+td code{word-break:break-all}#attributes td:first-child{width:40%}
 </style></head><body>
 <nav><a href="{{ url_for('home') }}">Home</a><a href="{{ url_for('profile') }}">Profile</a>
 <a href="{{ url_for('admin') }}">Admin</a></nav>
 {% block body %}{% endblock %}</body></html>""",
+    # Signing out takes a POST (the middleware's GET of /saml/logout/ only asks to confirm).
+    "sign_out.html": """<form method="post" action="{{ saml }}/logout/">
+<button type="submit">Sign out</button></form>""",
     "home.html": """{% extends "layout.html" %}{% block body %}
 {% if user.is_authenticated %}
 <h1>Hello, {{ user.display_name }}</h1>
-<p>You are signed in. <a href="{{ url_for('profile') }}">Your profile</a> &middot;
-<a href="{{ saml }}/logout/">Sign out</a></p>
+<p>You are signed in. <a href="{{ url_for('profile') }}">Your profile</a></p>
+{% include "sign_out.html" %}
 {% else %}
 <h1>saml_middleware Flask example</h1>
 <p>A public page. The profile and admin pages need single sign-on.</p>
@@ -81,7 +84,7 @@ td code{word-break:break-all}
 <tr><td><code>{{ name }}</code></td><td>{{ values | join(", ") }}</td></tr>
 {% else %}<tr><td colspan="2"><em>no attributes</em></td></tr>{% endfor %}
 </table>
-<p><a href="{{ saml }}/logout/">Sign out</a></p>{% endblock %}""",
+{% include "sign_out.html" %}{% endblock %}""",
     "admin.html": """{% extends "layout.html" %}{% block body %}
 <h1>Admin</h1><p>Only the Admin role sees this page; you have: {{ user.roles | join(", ") }}.</p>
 {% endblock %}""",
@@ -143,12 +146,7 @@ def build(settings: Mapping[str, Any]) -> tuple[Flask, Any]:
     return app, app.wsgi_app.engine  # type: ignore[attr-defined]
 
 
-if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    if not __package__:  # `python examples/flask_app.py`: make the repo importable
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__":  # python -m examples.flask_app (from the repository root)
     from examples.devserver import run
 
     raise SystemExit(run("flask_app", build, "wsgi", protect=PROTECTED_PATHS))

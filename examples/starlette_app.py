@@ -42,6 +42,12 @@ from starlette.routing import Route
 PROTECTED_PATHS = ("/profile", "/admin")
 LOGIN_URL = "/saml/login/?next=/profile"
 LOGOUT_URL = "/saml/logout/"
+# Signing out takes a POST (a GET of LOGOUT_URL only shows a confirmation button),
+# so no link or image on another site can sign a user out.
+SIGN_OUT_BUTTON = (
+    f'<form method="post" action="{LOGOUT_URL}" style="display:inline">'
+    '<button type="submit">Sign out</button></form>'
+)
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;"
@@ -78,7 +84,7 @@ async def home(request: Request) -> Response:
         body = (
             f"<h1>Hello, {escape(user.display_name)}</h1>"
             f'<p>You are signed in. <a href="/profile">Your profile</a> \u00b7 '
-            f'<a href="{LOGOUT_URL}">Sign out</a></p>'
+            f"{SIGN_OUT_BUTTON}</p>"
         )
     else:
         body = (
@@ -118,7 +124,7 @@ async def profile(request: Request) -> Response:
         f'<table id="user">{rows}</table>'
         "<h2>Attributes from the IdP</h2>"
         f'<table id="attributes"><tr><th>Claim</th><th>Values</th></tr>{attributes}</table>'
-        f'<p><a href="{LOGOUT_URL}">Sign out</a></p>'
+        f"<p>{SIGN_OUT_BUTTON}</p>"
     )
     return _page("Profile", body)
 

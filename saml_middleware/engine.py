@@ -53,8 +53,8 @@ from .identity import (
     resolve_overage,
 )
 from .metadata import IdPMetadata
-from .pages import auto_post_form, error_page
-from .protocol import ServiceProvider, decode_post_message, inspect_response
+from .pages import auto_post_form, error_page, logout_page
+from .protocol import ServiceProvider, decode_post_message, inspect_response, public_error
 from .session import Session, SessionCodec
 from .stores import Store, make_store
 
@@ -186,8 +186,14 @@ class Engine:
         try:
             return await endpoint(request)
         except SAMLError as err:
+            # The one record with the real code: the browser may see a coarser one.
             log.warning(
-                "refused %s %s: %s (%s)", request.method, request.path, err.code, err.reason
+                "refused %s %s: %s (%s)",
+                request.method,
+                request.path,
+                err.code,
+                err.reason,
+                extra={"saml_error": err.code},
             )
             if endpoint == self.acs:
                 login_log.info("login failed", extra={"saml_outcome": err.code})
@@ -199,7 +205,12 @@ class Engine:
             )
 
     def error_response(self, err: SAMLError, request: HttpRequest) -> Response:
-        """The one place a refusal becomes an HTTP answer."""
+        """The one place a refusal becomes an HTTP answer.
+
+        Signature, key, algorithm and decryption refusals all get the same
+        answer (`protocol.public_error`): no oracle. The real code is logged.
+        """
+        err = public_error(err)
         headers = [("x-saml-error", err.code), _NO_STORE]
         if err.status == 405:
             headers.append(("allow", "POST"))
@@ -331,9 +342,41 @@ class Engine:
         )
 
     async def logout(self, request: HttpRequest) -> Response:
+        """End the local session, by POST only: a link, an image or a prefetch cannot.
+
+        GET (and HEAD) with a session answers a page whose button POSTs here
+        (keeping a safe `next`); without one, it just goes to `next`. A POST
+        from another site (Sec-Fetch-Site: cross-site, or an Origin that is not
+        base_url's nor an allowed host's) is refused: 403 `csrf`.
+        """
         _require_method(request, "GET", "HEAD", "POST")
         home = _mount_path(request.root_path) + self.settings.paths.after_logout
-        next_url = self.safe_redirect(request.query("next")) or home
+        safe_next = self.safe_redirect(request.query("next"))
+        next_url = safe_next or home
+        if request.method != "POST":
+            if self.authenticate(request) is None:  # nothing to end
+                return Response(303, [("location", _location(next_url)), _NO_STORE])
+            action = f"{_mount_path(request.root_path)}{self._prefix}/logout/"
+            if safe_next:
+                action += f"?next={quote(safe_next, safe='/')}"
+            return Response(
+                200,
+                [
+                    ("content-type", "text/html; charset=utf-8"),
+                    _NO_STORE,
+                    ("x-frame-options", "DENY"),
+                    ("content-security-policy", "frame-ancestors 'none'"),
+                ],
+                logout_page(action),
+            )
+        origin = request.headers.get("origin")
+        if origin is not None:  # "null" and other non-origins count as foreign
+            parts = urlsplit(origin.strip())
+            origin = _origin(parts.scheme, parts.netloc) or ""
+        if request.headers.get("sec-fetch-site") == "cross-site" or (
+            origin is not None and not self._origin_allowed(origin)
+        ):
+            raise SAMLError("csrf", "Sign out from this site's own pages.", 403)
         return Response(
             303,
             [

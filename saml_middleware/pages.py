@@ -48,3 +48,17 @@ def auto_post_form(action: str, fields: Mapping[str, str]) -> bytes:
         "<button type=submit>Continue</button></noscript></form>"
         "<script>document.forms[0].submit()</script>",
     )
+
+
+def logout_page(action: str) -> bytes:
+    """The page `GET /logout/` answers: a button that POSTs the sign-out.
+
+    Signing out changes state, so it takes a POST: a link, an image or a
+    prefetch cannot sign anyone out. Never auto-submitted (a framing page could
+    otherwise do it); the engine forbids framing it.
+    """
+    return page(
+        "Sign out",
+        "<h1>Sign out</h1><p>Sign out of this site?</p>"
+        f"<form method=post action='{escape(action)}'><button type=submit>Sign out</button></form>",
+    )

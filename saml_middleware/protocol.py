@@ -4,8 +4,9 @@
 AuthnRequests and SP metadata, and verifies the IdP's Response in three stages:
 
 1. cheap structural checks on a hardened lxml parse, before any cryptography
-   (size, no DOCTYPE, the right root, no duplicate IDs, a Success status,
-   exactly one assertion, allowed algorithms, the expected Issuers);
+   (size, UTF-8 only, no DOCTYPE, the right root, no duplicate IDs, a Success
+   status, exactly one assertion, every signature where it belongs and made
+   with allow-listed algorithms and transforms, the expected Issuers);
 2. pysaml2's own verification (signatures against the metadata keys only,
    schema, status, conditions);
 3. the checks pysaml2 skips or fails open on (a `None` result, Destination,
@@ -13,7 +14,10 @@ AuthnRequests and SP metadata, and verifies the IdP's Response in three stages:
    window, InResponseTo agreement), read from the objects pysaml2 verified.
 
 Every refusal is a `SAMLError` with a stable code. Nothing here touches the
-store: the engine decides about outstanding requests and replays.
+store: the engine decides about outstanding requests and replays. The codes of
+`UNVERIFIABLE` (signature, key, algorithm, decryption) are told apart only in
+the operator's log: `public_error` gives them one face for the browser, so the
+SP is no oracle for forged signatures or ciphertexts.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import re
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +44,13 @@ from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
 from saml2.response import StatusError, UnsolicitedResponse
 from saml2.s_utils import UnravelError
-from saml2.sigver import MissingKey, SignatureError, SigverError, get_xmlsec_binary
+from saml2.sigver import (
+    DecryptError,
+    MissingKey,
+    SignatureError,
+    SigverError,
+    get_xmlsec_binary,
+)
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 
 from .config import Settings
@@ -53,18 +64,71 @@ NS = {
     "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
     "ds": "http://www.w3.org/2000/09/xmldsig#",
 }
+NS_XENC = "http://www.w3.org/2001/04/xmlenc#"
 _RESPONSE = f"{{{NS['samlp']}}}Response"
+_ASSERTION = f"{{{NS['saml']}}}Assertion"
 _BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
-_SHA1_ALGORITHMS = {
-    "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-    "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
-    "http://www.w3.org/2000/09/xmldsig#hmac-sha1",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
-    "http://www.w3.org/2000/09/xmldsig#sha1",
-}
+_ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
 SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+# The algorithm allow-lists, enforced on the raw document before any
+# cryptography runs (pysaml2 and xmlsec1 would accept anything xmlsec was built
+# with: XSLT and XPath transforms, HMAC, MD5, SHA-1).
+_DS = "http://www.w3.org/2000/09/xmldsig#"
+_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
+SIGNATURE_METHODS = frozenset(
+    {
+        SIG_RSA_SHA256,
+        f"{_MORE}rsa-sha384",
+        f"{_MORE}rsa-sha512",
+        f"{_MORE}ecdsa-sha256",
+        f"{_MORE}ecdsa-sha384",
+        f"{_MORE}ecdsa-sha512",
+    }
+)
+SIGNATURE_METHODS_SHA1 = frozenset({f"{_DS}rsa-sha1"})  # only when reject_sha1 is false
+DIGEST_METHODS = frozenset({DIGEST_SHA256, f"{_MORE}sha384", f"{NS_XENC}sha512"})
+DIGEST_METHODS_SHA1 = frozenset({f"{_DS}sha1"})
+_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_ENVELOPED = f"{_DS}enveloped-signature"
+C14N_METHODS = frozenset({_EXC_C14N})
+TRANSFORMS = frozenset({_ENVELOPED, _EXC_C14N, f"{_EXC_C14N}WithComments"})
+MAX_TRANSFORMS = 2
+# EncryptedAssertion: RSA-OAEP key transport (never RSA PKCS#1 v1.5, the
+# Bleichenbacher oracle) and an AES (or pysaml2's default 3DES) block cipher.
+KEY_TRANSPORT_METHODS = frozenset(
+    {f"{NS_XENC}rsa-oaep-mgf1p", "http://www.w3.org/2009/xmlenc11#rsa-oaep"}
+)
+BLOCK_CIPHERS = frozenset(
+    {f"{NS_XENC}{name}-cbc" for name in ("aes128", "aes192", "aes256", "tripledes")}
+    | {f"http://www.w3.org/2009/xmlenc11#aes{bits}-gcm" for bits in (128, 192, 256)}
+)
+
+# Refusals about signatures, keys, algorithms and decryption. Telling them apart
+# from outside would make the SP an oracle (which forged signature got further,
+# which ciphertext decrypted: the XML Encryption padding attacks), so the
+# browser gets one status, one code and one text for all of them; the log keeps
+# the real code.
+UNVERIFIABLE = frozenset(
+    {
+        "signature_required",
+        "invalid_signature",
+        "untrusted_key",
+        "disallowed_algorithm",
+        "invalid_signed_element",
+        "decryption_failed",
+    }
+)
+UNVERIFIABLE_CODE = "invalid_signature"
+UNVERIFIABLE_REASON = (
+    "The sign-in answer could not be verified. Please sign in again; "
+    "if this keeps happening, contact your administrator."
+)
+# A Response older than this (by its IssueInstant) is refused whatever its
+# other times say: an IdP's answer is posted by the browser within seconds.
+MAX_RESPONSE_AGE_SECONDS = 3600
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,
@@ -107,10 +171,15 @@ class ResponseEnvelope:
     in_response_to: str | None
     issuer: str | None
     assertion_issuer: str | None = None  # None when encrypted (checked after decryption)
+    encrypted: bool = False  # the assertion is an EncryptedAssertion
 
 
 def decode_post_message(value: str, max_bytes: int) -> bytes:
-    """Strict Base64 of an HTTP-POST binding message (line breaks tolerated)."""
+    """Strict Base64 of an HTTP-POST binding message (line breaks tolerated).
+
+    Never inflated: a POSTed message is plain Base64 (pysaml2 would try DEFLATE
+    first, unbounded).
+    """
     compact = re.sub(r"[\r\n\t ]+", "", value)
     if not compact:
         raise SAMLError("malformed", "The SAML message is empty.", 400)
@@ -122,11 +191,57 @@ def decode_post_message(value: str, max_bytes: int) -> bytes:
         raise SAMLError("malformed", "The SAML message is not valid Base64.", 400) from None
 
 
+def decode_redirect_message(value: str, max_bytes: int) -> bytes:
+    """An HTTP-Redirect binding message: Base64, then raw DEFLATE inflated to <= `max_bytes`."""
+    if len(value) > max_bytes:
+        raise SAMLError("too_large", "The SAML message is too large.", 413)
+    if not value:
+        raise SAMLError("malformed", "The SAML message is empty.", 400)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise SAMLError("malformed", "The SAML message is not valid Base64.", 400) from None
+    return inflate(raw, max_bytes)
+
+
+def inflate(data: bytes, max_bytes: int) -> bytes:
+    """Raw DEFLATE (RFC 1951) with a hard cap on the output: no decompression bombs.
+
+    At most `max_bytes + 1` bytes are ever produced, whatever the input claims;
+    more is 413 `too_large`, and a truncated or trailing-garbage stream is 400.
+    """
+    inflater = zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error:
+        raise SAMLError("malformed", "The SAML message is not valid DEFLATE data.", 400) from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise SAMLError("too_large", "The SAML message inflates too large.", 413)
+    if not inflater.eof or inflater.unused_data:
+        raise SAMLError("malformed", "The SAML message is not valid DEFLATE data.", 400)
+    return out
+
+
+_XML_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
+
+
 def parse_xml(data: bytes) -> etree._Element:
-    """Parse untrusted XML: no DTD, no entities, no network, no huge trees."""
-    head = data.lstrip()[:1]
-    if head not in (b"<", b"\xef"):  # "<" or a UTF-8 BOM
+    """Parse untrusted XML: UTF-8 only, no DTD, no entities, no network, no huge trees.
+
+    One encoding for every parser that reads the message (lxml here, expat in
+    pysaml2, libxml2 in xmlsec1): a UTF-16 or UTF-7 document could read
+    differently in each.
+    """
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if body.lstrip()[:1] != b"<":
         raise SAMLError("malformed", "The SAML message is not XML.", 400)
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SAMLError("malformed", "The SAML message is not UTF-8.", 400) from None
+    declared = _XML_DECLARATION.match(body)
+    if declared and declared.group(1).lower() != b"utf-8":
+        raise SAMLError("malformed", "The SAML message is not UTF-8.", 400)
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise SAMLError("dtd_forbidden", "The SAML message contains a DTD.", 400)
     try:
@@ -143,16 +258,8 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     root = parse_xml(data)
     if root.tag != _RESPONSE:
         raise SAMLError("malformed", "The SAML message is not a Response.", 400)
-    ids = [value for value in root.xpath("//@ID")]
-    if len(ids) != len(set(ids)):
-        raise SAMLError("duplicate_id", "The SAML response repeats an element ID.")
-    # An IdP that refuses sends its status and no assertion: say so, not "no assertion".
-    status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
-    if status and status[0].get("Value") != _STATUS_SUCCESS:
-        raise SAMLError(
-            "status_not_success",
-            f"The IdP did not sign you in (status: {_status_name(status[0])}).",
-        )
+    _check_unique_ids(root)
+    _check_status(root)
     # Exactly one assertion, as a child of the Response; any other one (hidden in
     # Extensions, a Signature's Object, ...) is a wrapping attempt. Assertions
     # inside Advice are allowed but never read.
@@ -165,24 +272,146 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
         raise SAMLError(
             "wrong_number_of_assertions", "The SAML response must hold exactly one assertion."
         )
-    if reject_sha1:
-        for node in root.xpath(
-            "//ds:SignatureMethod/@Algorithm | //ds:DigestMethod/@Algorithm", namespaces=NS
-        ):
-            if str(node) in _SHA1_ALGORITHMS:
-                raise SAMLError(
-                    "disallowed_algorithm",
-                    "The SAML response is signed with SHA-1, which is not allowed.",
-                )
-    plain = root.find("saml:Assertion", namespaces=NS)  # None: an EncryptedAssertion
-    assertion_issuer = None if plain is None else _text(plain.find("saml:Issuer", NS)) or ""
+    check_signatures(root, reject_sha1=reject_sha1)
+    encrypted = direct[0].tag != _ASSERTION
+    if encrypted:
+        _check_encryption(direct[0])
+    assertion_issuer = None if encrypted else _text(direct[0].find("saml:Issuer", NS)) or ""
     issuer = _text(root.find("saml:Issuer", namespaces=NS))
     return ResponseEnvelope(
         data,
         root.get("InResponseTo") or None,
         issuer if issuer is not None else assertion_issuer,
         assertion_issuer,
+        encrypted,
     )
+
+
+def _check_unique_ids(root: etree._Element) -> None:
+    """No ID twice, in any namespace or element (xmlsec keeps the first of duplicates)."""
+    ids = [str(value) for value in root.xpath("//@ID | //@Id | //@id")]
+    if len(ids) != len(set(ids)):
+        raise SAMLError("duplicate_id", "The SAML response repeats an element ID.")
+
+
+def _check_status(root: etree._Element) -> None:
+    """A Status, and Success with no second-level code; else name the IdP's status."""
+    # An IdP that refuses sends its status and no assertion: say so, not "no assertion".
+    status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
+    if not status:
+        raise SAMLError("status_not_success", "The IdP did not sign you in (no status).")
+    nested = status[0].xpath(".//samlp:StatusCode", namespaces=NS)
+    if status[0].get("Value") != _STATUS_SUCCESS or nested:
+        raise SAMLError(
+            "status_not_success",
+            f"The IdP did not sign you in (status: {_status_name(status[0])}).",
+        )
+
+
+def _refuse_algorithm(kind: str, algorithm: str | None) -> SAMLError:
+    shown = re.sub(r"[^A-Za-z0-9:/#._-]", "?", algorithm or "none")[:120]
+    return SAMLError(
+        "disallowed_algorithm", f"The SAML response uses a {kind} that is not allowed ({shown})."
+    )
+
+
+def _wrong_signed_element(problem: str) -> SAMLError:
+    return SAMLError("invalid_signed_element", f"The SAML response signature {problem}.")
+
+
+def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
+    """Every ds:Signature: where it may be, what it may reference, which algorithms.
+
+    A signature must be the direct child of a Response or an Assertion, carry
+    one SignedInfo with one Reference whose URI is `#` + that parent's ID, no
+    ds:Object, at most two allow-listed transforms (the enveloped one among
+    them), and allow-listed c14n, signature and digest methods. No SignedInfo,
+    Reference, DigestValue or SignatureValue may sit outside such a signature
+    (smuggled copies for a parser that takes the first match).
+    """
+    signatures = root.xpath("//ds:Signature", namespaces=NS)
+    for part in ("SignedInfo", "Reference", "DigestValue", "SignatureValue"):
+        if len(root.xpath(f"//ds:{part}", namespaces=NS)) != len(signatures):
+            raise _wrong_signed_element(f"has a stray or repeated {part}")
+    if root.xpath("//ds:Object", namespaces=NS):
+        raise _wrong_signed_element("carries a ds:Object")
+    for node in root.xpath("//ds:RetrievalMethod/@URI", namespaces=NS):
+        if not str(node).startswith("#"):
+            raise _refuse_algorithm("remote key reference", str(node))
+    signature_methods = SIGNATURE_METHODS | (SIGNATURE_METHODS_SHA1 if not reject_sha1 else set())
+    digest_methods = DIGEST_METHODS | (DIGEST_METHODS_SHA1 if not reject_sha1 else set())
+    for signature in signatures:
+        parent = signature.getparent()
+        if parent is None or parent.tag not in (_RESPONSE, _ASSERTION) or not parent.get("ID"):
+            raise _wrong_signed_element("is on an element that may not be signed")
+        signed_info = signature.xpath("ds:SignedInfo", namespaces=NS)
+        if len(signed_info) != 1 or len(signature.xpath("ds:SignatureValue", namespaces=NS)) != 1:
+            raise _wrong_signed_element("is incomplete")
+        c14n = signed_info[0].xpath("ds:CanonicalizationMethod/@Algorithm", namespaces=NS)
+        if len(c14n) != 1 or str(c14n[0]) not in C14N_METHODS:
+            raise _refuse_algorithm("canonicalization method", str(c14n[0]) if c14n else None)
+        method = signed_info[0].xpath("ds:SignatureMethod/@Algorithm", namespaces=NS)
+        if len(method) != 1 or str(method[0]) not in signature_methods:
+            raise _refuse_algorithm("signature algorithm", str(method[0]) if method else None)
+        references = signed_info[0].xpath("ds:Reference", namespaces=NS)
+        if len(references) != 1:
+            raise _wrong_signed_element("must have exactly one reference")
+        reference = references[0]
+        transforms = [
+            str(a) for a in reference.xpath("ds:Transforms/ds:Transform/@Algorithm", namespaces=NS)
+        ]
+        if len(reference.xpath("ds:Transforms/ds:Transform", namespaces=NS)) != len(transforms):
+            raise _refuse_algorithm("transform", None)
+        for transform in transforms:
+            if transform not in TRANSFORMS:
+                raise _refuse_algorithm("transform", transform)
+        if len(transforms) > MAX_TRANSFORMS or _ENVELOPED not in transforms:
+            raise _refuse_algorithm("transform list", " ".join(transforms))
+        digest = reference.xpath("ds:DigestMethod/@Algorithm", namespaces=NS)
+        if len(digest) != 1 or str(digest[0]) not in digest_methods:
+            raise _refuse_algorithm("digest algorithm", str(digest[0]) if digest else None)
+        if reference.get("URI") != f"#{parent.get('ID')}":
+            raise _wrong_signed_element("does not reference the element it is on")
+
+
+def _check_encryption(encrypted_assertion: etree._Element) -> None:
+    """One EncryptedData, RSA-OAEP key transport, an allow-listed block cipher."""
+    data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": NS_XENC})
+    if len(data) != 1:
+        raise SAMLError("decryption_failed", "The encrypted assertion is malformed.")
+    ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC})
+    if len(ciphers) != 1 or str(ciphers[0]) not in BLOCK_CIPHERS:
+        raise _refuse_algorithm("encryption algorithm", str(ciphers[0]) if ciphers else None)
+    keys = encrypted_assertion.xpath(
+        ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC}
+    )
+    if not keys:
+        raise SAMLError("decryption_failed", "The encrypted assertion carries no key.")
+    for key in keys:
+        if str(key) not in KEY_TRANSPORT_METHODS:
+            raise _refuse_algorithm("key transport algorithm", str(key))
+
+
+def public_error(err: SAMLError) -> SAMLError:
+    """What the browser may learn of a refusal: `UNVERIFIABLE` codes all look alike."""
+    if err.code in UNVERIFIABLE:
+        return SAMLError(UNVERIFIABLE_CODE, UNVERIFIABLE_REASON, 403)
+    return err
+
+
+def _decryption_failed() -> SAMLError:
+    return SAMLError("decryption_failed", "The encrypted assertion could not be decrypted.")
+
+
+def _check_issue_instant(value: str | None, now: float, skew: int, what: str) -> None:
+    """IssueInstant neither in the future nor older than MAX_RESPONSE_AGE_SECONDS (with skew)."""
+    instant = _epoch(value)
+    if instant is None:
+        raise SAMLError("malformed", f"The SAML {what} has no IssueInstant.", 400)
+    if instant > now + skew:
+        raise SAMLError("not_yet_valid", f"The SAML {what} was issued in the future.")
+    if instant < now - skew - MAX_RESPONSE_AGE_SECONDS:
+        raise SAMLError("expired", f"The SAML {what} is too old.")
 
 
 def _text(node: etree._Element | None) -> str | None:
@@ -354,8 +583,44 @@ class ServiceProvider:
             raise SAMLError("unsolicited", "Sign-in started at the IdP is not allowed here.")
         outstanding = {outstanding_id: "login"} if outstanding_id else {}
         encoded = base64.b64encode(envelope.xml).decode("ascii")
-        result = self._pysaml2_parse(encoded, outstanding)
+        try:
+            result = self._pysaml2_parse(encoded, outstanding)
+        except SAMLError as err:
+            # An encrypted assertion that cannot be read, for whatever reason, is one
+            # failure: "decrypted to garbage" must not differ from "did not decrypt".
+            if envelope.encrypted and err.code in ("malformed", "invalid_response"):
+                log.info("encrypted assertion unreadable: %s (%s)", err.code, err.reason)
+                raise _decryption_failed() from None
+            raise
+        if envelope.encrypted:
+            self._check_decrypted(result)
         return self._check_verified(result, envelope, now if now is not None else time.time())
+
+    def _check_decrypted(self, result: Any) -> None:
+        """The decrypted document passes the checks the encrypted one could not get.
+
+        Its signature algorithms, references and IDs are checked after pysaml2
+        ran: before decryption they are not visible. (pysaml2 itself refuses
+        transforms other than enveloped/exc-c14n before xmlsec runs.)
+        """
+        if result is None or getattr(result, "assertion", None) is None:
+            return  # nothing was decrypted: _check_verified says why
+        decrypted = getattr(result, "xmlstr", None)
+        if not decrypted:
+            raise _decryption_failed()
+        text = decrypted.encode("utf-8") if isinstance(decrypted, str) else bytes(decrypted)
+        try:
+            root = parse_xml(text)
+        except SAMLError:
+            raise _decryption_failed() from None
+        _check_unique_ids(root)
+        assertions = root.xpath("//saml:Assertion", namespaces=NS)
+        advised = root.xpath("//saml:Advice//saml:Assertion", namespaces=NS)
+        if len(assertions) - len(advised) != 1:
+            raise SAMLError(
+                "wrong_number_of_assertions", "The SAML response must hold exactly one assertion."
+            )
+        check_signatures(root, reject_sha1=self.settings.security.reject_sha1)
 
     def _pysaml2_parse(self, encoded: str, outstanding: dict[str, str]) -> Any:
         try:
@@ -383,6 +648,8 @@ class ServiceProvider:
             raise SAMLError(
                 "untrusted_key", "The SAML response is not signed by the IdP."
             ) from None
+        except DecryptError:  # an EncryptedID or EncryptedAssertion no key of ours opens
+            raise _decryption_failed() from None
         except (SignatureError, SigverError) as exc:
             if "signature missing" in str(exc).lower():
                 raise SAMLError(
@@ -416,16 +683,19 @@ class ServiceProvider:
                 "wrong_destination",
                 "The SAML response was sent to another address than this site's.",
             )
+        skew = self.settings.security.clock_skew_seconds
+        # pysaml2 drops the assertion, silently, for an IssueInstant a day off.
+        _check_issue_instant(response.issue_instant, now, skew, "response")
         if result.assertion is None:
+            if envelope.encrypted:
+                raise _decryption_failed()
             raise SAMLError("invalid_response", "The SAML response is not valid.")
         assertion: saml.Assertion = result.assertion
-        skew = self.settings.security.clock_skew_seconds
-        if (
-            response.issuer is not None
-            and (response.issuer.text or "").strip() != self.idp.entity_id
-        ):
+        _check_issue_instant(assertion.issue_instant, now, skew, "assertion")
+        self._check_signed(response, assertion)
+        if response.issuer is not None and not self._is_idp(response.issuer):
             raise SAMLError("wrong_issuer", "The SAML response comes from an unexpected issuer.")
-        if assertion.issuer is None or (assertion.issuer.text or "").strip() != self.idp.entity_id:
+        if assertion.issuer is None or not self._is_idp(assertion.issuer):
             raise SAMLError("wrong_issuer", "The SAML assertion comes from an unexpected issuer.")
         if response.in_response_to != envelope.in_response_to:
             raise SAMLError("wrong_in_response_to", "The SAML response is inconsistent.")
@@ -443,10 +713,14 @@ class ServiceProvider:
             raise SAMLError("not_yet_valid", "The SAML assertion is not valid yet.")
         if not_on_or_after is not None and now - skew >= not_on_or_after:
             raise SAMLError("expired", "The SAML assertion has expired.")
+        if not_before is not None and not_on_or_after is not None and not_before >= not_on_or_after:
+            raise SAMLError("expired", "The SAML assertion is never valid (empty time window).")
         subject = assertion.subject
         name_id = subject.name_id if subject is not None else None
         if name_id is None or not (name_id.text or "").strip():
             raise SAMLError("no_nameid", "The SAML assertion does not name a user.")
+        if name_id.sp_name_qualifier not in (None, self.settings.sp.entity_id):
+            raise SAMLError("wrong_audience", "The SAML assertion names a user of another site.")
         scd_expiry = self._check_confirmation(subject, envelope.in_response_to, now, skew)
         session_index = None
         if assertion.authn_statement:
@@ -471,6 +745,26 @@ class ServiceProvider:
             in_response_to=envelope.in_response_to,
             expires_at=max(expiries) + skew,
         )
+
+    def _is_idp(self, issuer: Any) -> bool:
+        """An Issuer naming our IdP, as an entity (no other NameID format)."""
+        if issuer.format not in (None, _ENTITY_FORMAT):
+            return False
+        return bool((issuer.text or "").strip() == self.idp.entity_id)
+
+    def _check_signed(self, response: Any, assertion: Any) -> None:
+        """The signatures the settings require are there (pysaml2 verified those present).
+
+        pysaml2 decides this itself in a loop of retries; this is the plain rule,
+        checked again on the objects it returned.
+        """
+        security = self.settings.security
+        if (
+            (security.want_assertions_signed and assertion.signature is None)
+            or (security.want_response_signed and response.signature is None)
+            or (assertion.signature is None and response.signature is None)
+        ):
+            raise SAMLError("signature_required", "The SAML response is not signed as required.")
 
     def _check_confirmation(
         self, subject: Any, in_response_to: str | None, now: float, skew: int
@@ -512,6 +806,11 @@ _PYSAML2_REFUSALS = (
         "No valid recipient",
         "wrong_recipient",
         "The SAML assertion has no valid bearer confirmation for this site.",
+    ),
+    (
+        "Condition not OK",  # pysaml2's one `return False`: NotBefore >= NotOnOrAfter
+        "expired",
+        "The SAML assertion is never valid (empty time window).",
     ),
     (
         "No valid subject confirmation",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,7 +32,7 @@ from saml_middleware.keys import generate_key_pair
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 DS = "http://www.w3.org/2000/09/xmldsig#"
-NS = {"samlp": SAMLP, "saml": SAML, "ds": DS}
+NS = {"samlp": SAMLP, "saml": SAML, "ds": DS, "xenc": "http://www.w3.org/2001/04/xmlenc#"}
 
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 SENDER_VOUCHES = "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches"
@@ -43,7 +44,24 @@ STATUS_AUTHN_FAILED = "urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"
 # (SignatureMethod, DigestMethod) per name.
 ALGORITHMS = {
     "sha256": (xmlsec.constants.TransformRsaSha256, xmlsec.constants.TransformSha256),
+    "sha384": (xmlsec.constants.TransformRsaSha384, xmlsec.constants.TransformSha384),
+    "sha512": (xmlsec.constants.TransformRsaSha512, xmlsec.constants.TransformSha512),
     "sha1": (xmlsec.constants.TransformRsaSha1, xmlsec.constants.TransformSha1),
+    "ecdsa-sha256": (xmlsec.constants.TransformEcdsaSha256, xmlsec.constants.TransformSha256),
+}
+ENVELOPED = xmlsec.constants.TransformEnveloped
+EXC_C14N = xmlsec.constants.TransformExclC14N
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+# Block ciphers and key transports for `encrypt_assertion`, by name.
+CIPHERS = {
+    "aes128-cbc": (xmlsec.constants.TransformAes128Cbc, xmlsec.constants.KeyDataAes, 128),
+    "aes256-cbc": (xmlsec.constants.TransformAes256Cbc, xmlsec.constants.KeyDataAes, 256),
+    "aes256-gcm": (xmlsec.constants.TransformAes256Gcm, xmlsec.constants.KeyDataAes, 256),
+    "tripledes-cbc": (xmlsec.constants.TransformDes3Cbc, xmlsec.constants.KeyDataDes, 192),
+}
+KEY_TRANSPORTS = {
+    "rsa-oaep": xmlsec.constants.TransformRsaOaep,
+    "rsa-1_5": xmlsec.constants.TransformRsaPkcs1,
 }
 
 
@@ -285,32 +303,50 @@ def strip_signatures(root: etree._Element) -> None:
         signature.getparent().remove(signature)
 
 
-def sign(element: etree._Element, keys: KeyPair, algorithm: str = "sha256") -> None:
+def sign(
+    element: etree._Element,
+    keys: KeyPair,
+    algorithm: str = "sha256",
+    *,
+    c14n: object = EXC_C14N,
+    transforms: tuple[object, ...] = (ENVELOPED, EXC_C14N),
+    uri: str | None = None,
+    key_info: str = "x509",
+) -> etree._Element:
     """Enveloped signature of `element` (by its ID), placed right after its Issuer.
 
-    exc-c14n, `algorithm` ("sha256" or "sha1") for both the signature and the
-    digest, and the signer's certificate in KeyInfo (which the SP must ignore).
+    By default: exc-c14n, `algorithm` (a key of ALGORITHMS) for both the
+    signature and the digest, and the signer's certificate in KeyInfo (which the
+    SP must ignore). The keywords make the odd signatures attacks need: another
+    `c14n` method or `transforms` (xmlsec constants), another Reference `uri`
+    ("" signs the whole document), or `key_info` "keyvalue" (the raw public key)
+    or "none". Returns the ds:Signature.
     """
     signature_method, digest_method = ALGORITHMS[algorithm]
-    signature = xmlsec.template.create(
-        element, xmlsec.constants.TransformExclC14N, signature_method, ns="ds"
-    )
+    signature = xmlsec.template.create(element, c14n, signature_method, ns="ds")
     issuer = element.find(f"{{{SAML}}}Issuer")
     if issuer is not None:
         issuer.addnext(signature)
     else:
         element.insert(0, signature)
-    reference = xmlsec.template.add_reference(signature, digest_method, uri=f"#{element.get('ID')}")
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
-    key_info = xmlsec.template.ensure_key_info(signature)
-    xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(key_info))
+    target = f"#{element.get('ID')}" if uri is None else uri
+    reference = xmlsec.template.add_reference(signature, digest_method, uri=target)
+    for transform in transforms:
+        xmlsec.template.add_transform(reference, transform)
+    if key_info != "none":
+        info = xmlsec.template.ensure_key_info(signature)
+        if key_info == "keyvalue":
+            xmlsec.template.add_key_value(info)
+        else:
+            xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(info))
     context = xmlsec.SignatureContext()
     key = xmlsec.Key.from_memory(keys.key_pem.encode(), xmlsec.constants.KeyDataFormatPem)
     key.load_cert_from_memory(keys.cert_pem.encode(), xmlsec.constants.KeyDataFormatCertPem)
     context.key = key
-    context.register_id(element, "ID")
+    if element.get("ID"):
+        context.register_id(element, "ID")
     context.sign(signature)
+    return signature
 
 
 def sign_assertions(root: etree._Element, keys: KeyPair, algorithm: str = "sha256") -> None:
@@ -336,3 +372,68 @@ def resign(
     sign_assertions(root, keys, algorithm)
     if response:
         sign_response(root, keys, algorithm)
+
+
+# -- encryption --------------------------------------------------------------------------
+
+
+def encrypt_assertion(
+    root: etree._Element,
+    recipient_cert_pem: str,
+    *,
+    cipher: str = "aes256-cbc",
+    key_transport: str = "rsa-oaep",
+) -> etree._Element:
+    """Replace the (first direct) Assertion by an EncryptedAssertion for the recipient.
+
+    The assertion keeps its signature (sign first): it is encrypted as its exact
+    serialization, in a document of its own (moving it with lxml could rename its
+    namespace prefixes, which breaks exclusive c14n). Returns the EncryptedAssertion.
+    """
+    plain = assertion(root)
+    wrapper = etree.fromstring(
+        f'<saml:EncryptedAssertion xmlns:saml="{SAML}">'.encode()
+        + etree.tostring(plain)
+        + b"</saml:EncryptedAssertion>"
+    )
+    method, key_kind, bits = CIPHERS[cipher]
+    template = xmlsec.template.encrypted_data_create(
+        wrapper, method, type=xmlsec.constants.TypeEncElement, ns="xenc"
+    )
+    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, KEY_TRANSPORTS[key_transport])
+    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    manager = xmlsec.KeysManager()
+    manager.add_key(
+        xmlsec.Key.from_memory(recipient_cert_pem.encode(), xmlsec.constants.KeyDataFormatCertPem)
+    )
+    context = xmlsec.EncryptionContext(manager)
+    context.key = xmlsec.Key.generate(key_kind, bits, xmlsec.constants.KeyDataTypeSession)
+    context.encrypt_xml(template, wrapper[0])
+    plain.addprevious(wrapper)  # the ciphertext is opaque: prefixes may change now
+    root.remove(plain)
+    return wrapper
+
+
+def decrypt_assertion(root: etree._Element, key_pem: str) -> etree._Element:
+    """The Response with its EncryptedAssertion replaced by the Assertion inside.
+
+    Returns a new tree: the wrapper is taken off as text, because moving the
+    decrypted element with lxml would rename its namespace prefixes to those of
+    the new parent, which changes its exclusive c14n and breaks its signature.
+    """
+    wrapper = one(root, "saml:EncryptedAssertion")
+    data = wrapper.find(f"{{{XENC}}}EncryptedData")
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_memory(key_pem.encode(), xmlsec.constants.KeyDataFormatPem))
+    xmlsec.EncryptionContext(manager).decrypt(data)  # in place, inside the wrapper
+    text = etree.tostring(root)
+    text = re.sub(rb"<([\w.-]+:)?EncryptedAssertion\b[^>]*>", b"", text, count=1)
+    text = re.sub(rb"</([\w.-]+:)?EncryptedAssertion>", b"", text, count=1)
+    return etree.fromstring(text)
+
+
+def cipher_value(root: etree._Element) -> etree._Element:
+    """The CipherValue of the encrypted assertion's data (not of its key)."""
+    return one(root, "saml:EncryptedAssertion/xenc:EncryptedData/xenc:CipherData/xenc:CipherValue")

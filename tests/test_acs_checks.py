@@ -17,23 +17,18 @@ thing that was changed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from lxml import etree
 
 from saml_middleware.devidp import DevIdP
-from saml_middleware.engine import Engine, PassThrough, Response
+from saml_middleware.engine import Engine, PassThrough
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import Browser, header, settings_for
+from tests.security.harness import EVIL, IDP_URL, RELAY, Acs
 
 pytestmark = pytest.mark.anyio
-
-IDP_URL = "https://idp.example.test/idp"
-EVIL = "https://evil.test"
-RELAY = "/after-login"
 
 
 @pytest.fixture(scope="module")
@@ -51,81 +46,10 @@ def idp(idp_keys: KeyPair) -> DevIdP:
     return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
 
 
-@dataclass
-class Acs:
-    """One engine trusting `idp`, and the steps of a forged login against it."""
-
-    engine: Engine
-    idp: DevIdP
-    keys: KeyPair
-    last_browser: Browser | None = None  # the browser of the last post
-
-    @property
-    def skew(self) -> int:
-        return self.engine.settings.security.clock_skew_seconds
-
-    def mint(self, in_response_to: str | None = None) -> etree._Element:
-        """A genuine response for bsimon, decoded for mutation."""
-        return forge.decode(
-            self.idp.create_response(
-                "bsimon",
-                sp_entity_id=self.engine.settings.sp.entity_id,
-                in_response_to=in_response_to,
-            )
-        )
-
-    async def start_login(self, browser: Browser) -> str:
-        """Start an SP-initiated login; the ID of the AuthnRequest the engine remembers."""
-        saml_request, _ = await browser.start_login(RELAY)
-        return self.idp.parse_authn_request(saml_request, "redirect").request_id
-
-    async def post(self, root: etree._Element, browser: Browser | None = None) -> Response:
-        browser = browser or Browser(self.engine, self.idp)
-        self.last_browser = browser
-        return await browser.post_acs(forge.encode(root), relay_state=RELAY)
-
-    async def post_resigned(
-        self,
-        root: etree._Element,
-        *,
-        response: bool = False,
-        algorithm: str = "sha256",
-        browser: Browser | None = None,
-    ) -> Response:
-        """Re-sign with the trusted IdP key, then post."""
-        forge.resign(root, self.keys, response=response, algorithm=algorithm)
-        return await self.post(root, browser)
-
-    def assert_refused(self, reply: Response, code: str, status: int = 403) -> None:
-        assert (reply.status, header(reply, "x-saml-error")) == (status, code), reply.body
-        assert header(reply, "set-cookie") is None
-        assert header(reply, "location") is None
-        assert self.last_browser is not None and not self.last_browser.cookies
-        assert b"Traceback" not in reply.body
-
-    async def assert_logged_in(self, reply: Response, name_id: str = "B.Simon@contoso.com") -> None:
-        assert reply.status == 303, (reply.status, header(reply, "x-saml-error"))
-        assert header(reply, "location") == RELAY
-        assert self.last_browser is not None
-        passed = await self.last_browser.get(RELAY)
-        assert isinstance(passed, PassThrough)
-        assert passed.user.is_authenticated and passed.user.name_id == name_id
-
-
-@pytest.fixture(scope="module")
-def registered_sps() -> set[str]:
-    return set()
-
-
 @pytest.fixture
-def make_acs(idp: DevIdP, idp_keys: KeyPair, registered_sps: set[str]) -> Callable[..., Acs]:
+def make_acs(idp: DevIdP, idp_keys: KeyPair) -> Callable[..., Acs]:
     def make(**overrides: Any) -> Acs:
-        engine = Engine(settings_for(idp, **overrides))
-        metadata = engine.sp_metadata_xml()
-        if metadata not in registered_sps:  # re-registering rebuilds the IdP: slow
-            idp.add_service_provider(metadata)
-            registered_sps.add(metadata)
-        return Acs(engine, idp, idp_keys)
+        return Acs(Engine(settings_for(idp, **overrides)), idp, idp_keys)
 
     return make
 
@@ -169,13 +93,13 @@ async def test_control_solicited_resigned_response_logs_in(acs):
 async def test_wrong_or_missing_destination_is_refused(acs, destination):
     root = acs.mint()
     forge.set_destination(root, destination)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_destination")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_destination")
 
 
 async def test_wrong_destination_is_refused_when_the_response_is_signed_too(acs):
     root = acs.mint()
     forge.set_destination(root, None)
-    acs.assert_refused(await acs.post_resigned(root, response=True), "wrong_destination")
+    await acs.assert_refused(await acs.post_resigned(root, response=True), "wrong_destination")
 
 
 # -- Recipient -----------------------------------------------------------------------
@@ -185,7 +109,7 @@ async def test_wrong_destination_is_refused_when_the_response_is_signed_too(acs)
 async def test_wrong_or_missing_recipient_is_refused(acs, recipient):
     root = acs.mint()
     forge.set_recipient(root, recipient)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_recipient")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_recipient")
 
 
 # -- Audience ------------------------------------------------------------------------
@@ -194,26 +118,26 @@ async def test_wrong_or_missing_recipient_is_refused(acs, recipient):
 async def test_assertion_without_audience_restriction_is_refused(acs):
     root = acs.mint()
     forge.remove_audience_restrictions(root)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
 
 
 async def test_assertion_without_conditions_is_refused(acs):
     root = acs.mint()
     forge.remove_conditions(root)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
 
 
 async def test_assertion_for_another_audience_is_refused(acs):
     root = acs.mint()
     forge.set_audience(root, "https://other-app.example.test/saml/metadata/")
-    acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
 
 
 async def test_every_audience_restriction_must_name_us(acs):
     # AND semantics (SAML core 2.5.1.4); pysaml2's for_me() accepts if any one does.
     root = acs.mint()
     forge.add_audience_restriction(root, "https://other-app.example.test/saml/metadata/")
-    acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_audience")
 
 
 async def test_audience_restriction_naming_us_among_others_is_accepted(acs):
@@ -228,32 +152,32 @@ async def test_audience_restriction_naming_us_among_others_is_accepted(acs):
 async def test_wrong_assertion_issuer_is_refused(acs):
     root = acs.mint()
     forge.set_assertion_issuer(root, EVIL)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
 
 
 async def test_assertion_without_issuer_is_refused(acs):
     root = acs.mint()
     forge.remove_assertion_issuer(root)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
 
 
 async def test_wrong_response_issuer_is_refused(acs):
     root = acs.mint()
     forge.set_response_issuer(root, EVIL)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
 
 
 async def test_wrong_response_issuer_is_refused_when_the_response_is_signed(acs):
     root = acs.mint()
     forge.set_response_issuer(root, EVIL)
-    acs.assert_refused(await acs.post_resigned(root, response=True), "wrong_issuer")
+    await acs.assert_refused(await acs.post_resigned(root, response=True), "wrong_issuer")
 
 
 async def test_issuer_split_by_a_comment_is_read_whole(acs):
     # lxml's .text would read only the part before the comment (the trusted ID).
     root = acs.mint()
     forge.set_issuer_with_comment(root, IDP_URL + "/metadata", ".evil.test")
-    acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_issuer")
 
 
 # -- NameID --------------------------------------------------------------------------
@@ -262,14 +186,14 @@ async def test_issuer_split_by_a_comment_is_read_whole(acs):
 async def test_assertion_without_name_id_is_refused(acs):
     root = acs.mint()
     forge.remove_name_id(root)
-    acs.assert_refused(await acs.post_resigned(root), "no_nameid")
+    await acs.assert_refused(await acs.post_resigned(root), "no_nameid")
 
 
 @pytest.mark.parametrize("text", ["", "   "], ids=["empty", "blank"])
 async def test_empty_name_id_is_refused(acs, text):
     root = acs.mint()
     forge.set_name_id(root, text)
-    acs.assert_refused(await acs.post_resigned(root), "no_nameid")
+    await acs.assert_refused(await acs.post_resigned(root), "no_nameid")
 
 
 async def test_comment_in_name_id_never_truncates_the_user(acs):
@@ -290,32 +214,32 @@ async def test_comment_in_name_id_never_truncates_the_user(acs):
 async def test_sender_vouches_confirmation_is_refused(acs):
     root = acs.mint()
     forge.set_confirmation_method(root, forge.SENDER_VOUCHES)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_confirmation")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_confirmation")
 
 
 async def test_holder_of_key_confirmation_without_key_is_refused(acs):
     root = acs.mint()
     forge.set_confirmation_method(root, forge.HOLDER_OF_KEY)
-    acs.assert_refused(await acs.post_resigned(root), "wrong_confirmation")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_confirmation")
 
 
 async def test_subject_confirmation_without_not_on_or_after_is_refused(acs):
     root = acs.mint()
     forge.set_scd_not_on_or_after(root, None)
-    acs.assert_refused(await acs.post_resigned(root), "expired")
+    await acs.assert_refused(await acs.post_resigned(root), "expired")
 
 
 async def test_subject_confirmation_in_the_past_is_refused(acs):
     root = acs.mint()
     forge.set_scd_not_on_or_after(root, forge.from_now(-(acs.skew + 60)))
-    acs.assert_refused(await acs.post_resigned(root), "expired")
+    await acs.assert_refused(await acs.post_resigned(root), "expired")
 
 
 async def test_subject_confirmation_with_not_before_is_refused(acs):
     # The Web SSO profile forbids NotBefore on a bearer SubjectConfirmationData.
     root = acs.mint()
     forge.set_scd_not_before(root, forge.from_now(-10))
-    acs.assert_refused(await acs.post_resigned(root), "wrong_confirmation")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_confirmation")
 
 
 # -- Conditions times, with clock_skew_seconds --------------------------------------------
@@ -325,7 +249,7 @@ async def test_conditions_expired_beyond_the_skew_is_refused(acs):
     root = acs.mint()
     forge.set_conditions_not_before(root, forge.from_now(-3600))
     forge.set_conditions_not_on_or_after(root, forge.from_now(-(acs.skew + 60)))
-    acs.assert_refused(await acs.post_resigned(root), "expired")
+    await acs.assert_refused(await acs.post_resigned(root), "expired")
 
 
 async def test_conditions_expired_within_the_skew_is_accepted(acs):
@@ -338,7 +262,7 @@ async def test_conditions_expired_within_the_skew_is_accepted(acs):
 async def test_conditions_not_yet_valid_beyond_the_skew_is_refused(acs):
     root = acs.mint()
     forge.set_conditions_not_before(root, forge.from_now(acs.skew + 60))
-    acs.assert_refused(await acs.post_resigned(root), "not_yet_valid")
+    await acs.assert_refused(await acs.post_resigned(root), "not_yet_valid")
 
 
 async def test_conditions_not_yet_valid_within_the_skew_is_accepted(acs):
@@ -362,7 +286,7 @@ async def test_status_responder_is_refused_and_named(acs):
     root = acs.mint()
     forge.set_status(root, forge.STATUS_RESPONDER)
     reply = await acs.post_resigned(root)
-    acs.assert_refused(reply, "status_not_success")
+    await acs.assert_refused(reply, "status_not_success")
     assert b"Responder" in reply.body
 
 
@@ -372,7 +296,7 @@ async def test_error_response_without_assertion_is_refused_and_named(acs):
     forge.remove_assertions(root)
     forge.set_status(root, forge.STATUS_RESPONDER, forge.STATUS_AUTHN_FAILED)
     reply = await acs.post(root)
-    acs.assert_refused(reply, "status_not_success")
+    await acs.assert_refused(reply, "status_not_success")
     assert b"Responder" in reply.body and b"AuthnFailed" in reply.body
 
 
@@ -381,7 +305,7 @@ async def test_status_is_not_reflected_as_markup(acs):
     forge.remove_assertions(root)
     forge.set_status(root, "urn:x:<script>alert(1)</script>")
     reply = await acs.post(root)
-    acs.assert_refused(reply, "status_not_success")
+    await acs.assert_refused(reply, "status_not_success")
     assert b"<script>" not in reply.body
 
 
@@ -391,7 +315,7 @@ async def test_status_is_not_reflected_as_markup(acs):
 async def test_unsigned_response_is_refused(acs):
     root = acs.mint()
     forge.strip_signatures(root)
-    acs.assert_refused(await acs.post(root), "signature_required")
+    await acs.assert_refused(await acs.post(root), "signature_required")
 
 
 async def test_signed_response_with_unsigned_assertion_is_refused(acs):
@@ -399,13 +323,13 @@ async def test_signed_response_with_unsigned_assertion_is_refused(acs):
     root = acs.mint()
     forge.strip_signatures(root)
     forge.sign_response(root, acs.keys)
-    acs.assert_refused(await acs.post(root), "signature_required")
+    await acs.assert_refused(await acs.post(root), "signature_required")
 
 
 async def test_unsigned_response_is_refused_when_response_signing_is_required(make_acs):
     acs = make_acs(security__want_response_signed=True)
     reply = await acs.post_resigned(acs.mint(), response=False)
-    acs.assert_refused(reply, "signature_required")
+    await acs.assert_refused(reply, "signature_required")
     await acs.assert_logged_in(await acs.post_resigned(acs.mint(), response=True))
 
 
@@ -413,19 +337,19 @@ async def test_assertion_resigned_by_attacker_with_cert_in_key_info_is_refused(a
     root = acs.mint()
     forge.set_name_id(root, "admin@contoso.com")
     forge.resign(root, attacker_keys)  # the attacker's certificate goes in KeyInfo
-    acs.assert_refused(await acs.post(root), "invalid_signature")
+    await acs.assert_refused(await acs.post(root), "invalid_signature")
 
 
 async def test_edited_assertion_without_resigning_is_refused(acs):
     root = acs.mint()
     forge.set_name_id(root, "admin@contoso.com")
-    acs.assert_refused(await acs.post(root), "invalid_signature")
+    await acs.assert_refused(await acs.post(root), "invalid_signature")
 
 
 @pytest.mark.parametrize("sign_response", [False, True], ids=["assertion", "assertion+response"])
 async def test_sha1_signature_is_refused_by_default(acs, sign_response):
     reply = await acs.post_resigned(acs.mint(), response=sign_response, algorithm="sha1")
-    acs.assert_refused(reply, "disallowed_algorithm")
+    await acs.assert_refused(reply, "disallowed_algorithm")
 
 
 async def test_sha1_signature_is_accepted_when_allowed(make_acs):
@@ -439,7 +363,7 @@ async def test_sha1_signature_is_accepted_when_allowed(make_acs):
 async def test_two_signed_assertions_are_refused(acs):
     root = acs.mint()
     forge.add_assertion_copy(root, "id-second-assertion", "admin@contoso.com")
-    acs.assert_refused(await acs.post_resigned(root), "wrong_number_of_assertions")
+    await acs.assert_refused(await acs.post_resigned(root), "wrong_number_of_assertions")
 
 
 @pytest.mark.parametrize(
@@ -450,7 +374,7 @@ async def test_two_signed_assertions_are_refused(acs):
 async def test_duplicated_id_is_refused(acs, duplicate):
     root = acs.mint()
     duplicate(root)
-    acs.assert_refused(await acs.post_resigned(root), "duplicate_id")
+    await acs.assert_refused(await acs.post_resigned(root), "duplicate_id")
 
 
 # -- InResponseTo (solicited responses) ---------------------------------------------------
@@ -461,7 +385,7 @@ async def test_subject_confirmation_answering_another_request_is_refused(acs):
     request_id = await acs.start_login(browser)
     root = acs.mint(request_id)
     forge.set_scd_in_response_to(root, "id-some-other-request")
-    acs.assert_refused(await acs.post_resigned(root, browser=browser), "wrong_in_response_to")
+    await acs.assert_refused(await acs.post_resigned(root, browser=browser), "wrong_in_response_to")
     # The forged answer did not use up the request: the genuine one still logs in.
     reply = await acs.post_resigned(acs.mint(request_id), browser=browser)
     await acs.assert_logged_in(reply)
@@ -472,7 +396,7 @@ async def test_solicited_response_without_subject_in_response_to_is_refused(acs)
     request_id = await acs.start_login(browser)
     root = acs.mint(request_id)
     forge.set_scd_in_response_to(root, None)
-    acs.assert_refused(await acs.post_resigned(root, browser=browser), "wrong_in_response_to")
+    await acs.assert_refused(await acs.post_resigned(root, browser=browser), "wrong_in_response_to")
 
 
 async def test_unsolicited_response_whose_subject_answers_a_request_is_refused(acs):
@@ -480,7 +404,7 @@ async def test_unsolicited_response_whose_subject_answers_a_request_is_refused(a
     request_id = await acs.start_login(browser)
     root = acs.mint(request_id)
     forge.set_response_in_response_to(root, None)
-    acs.assert_refused(await acs.post_resigned(root, browser=browser), "wrong_in_response_to")
+    await acs.assert_refused(await acs.post_resigned(root, browser=browser), "wrong_in_response_to")
 
 
 async def test_refused_login_leaves_an_existing_session_alone(acs):

@@ -211,7 +211,10 @@ def test_logout_ends_the_session(make_client, devidp):
     client = make_client()
     login(client, devidp)
     assert json_get(client, "/me").status_code == 200
-    reply = client.get("/saml/logout/")
+    confirm = client.get("/saml/logout/")  # a link cannot sign out: a page with a POST form
+    assert confirm.status_code == 200 and "action='/saml/logout/'" in confirm.text
+    assert json_get(client, "/me").status_code == 200
+    reply = client.post("/saml/logout/")
     assert reply.status_code == 303 and reply.headers["location"] == "/"
     assert "Max-Age=0" in reply.headers["set-cookie"]
     assert json_get(client, "/me").status_code == 401
@@ -297,7 +300,9 @@ def test_mounted_app_sends_the_browser_under_its_mount(make_client, devidp, capl
     assert json_get(client, f"{MOUNT}/public/me").json()["auth"] is True
     metadata = client.get(f"{MOUNT}/saml/metadata/").text
     assert f'entityID="{SP_BASE}{MOUNT}/saml/metadata/"' in metadata
-    logout = client.get(f"{MOUNT}/saml/logout/")
+    confirm = client.get(f"{MOUNT}/saml/logout/")
+    assert f"action='{MOUNT}/saml/logout/'" in confirm.text
+    logout = client.post(f"{MOUNT}/saml/logout/")
     assert logout.status_code == 303 and logout.headers["location"] == f"{MOUNT}/"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

@@ -295,13 +295,16 @@ async def test_demo_full_sp_initiated_login(demo_app):
         assert "B.Simon@contoso.com" in profile.text
         assert "Admin" in profile.text
         assert "http://schemas.microsoft.com/identity/claims/objectidentifier" in profile.text
-        assert 'href="/saml/logout/"' in profile.text
+        assert '<form method="post" action="/saml/logout/"' in profile.text
         assert "Hello, B.Simon" in (await client.get("/")).text
 
         admin = await client.get("/admin")
         assert admin.status_code == 200 and "Only the Admin role" in admin.text
 
-        signed_out = await client.get("/saml/logout/")
+        confirm = await client.get("/saml/logout/")  # a GET only shows the button
+        assert confirm.status_code == 200 and "set-cookie" not in confirm.headers
+        assert (await client.get("/profile")).status_code == 200
+        signed_out = await client.post("/saml/logout/")
         assert signed_out.status_code == 303 and signed_out.headers["location"] == "/"
         again = await client.get("/profile", headers={"accept": "text/html"})
         assert again.status_code == 303 and again.headers["location"].startswith("/saml/login/")

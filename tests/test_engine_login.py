@@ -229,7 +229,13 @@ async def test_logged_in_user_is_seen_on_unprotected_paths_too(make_engine, devi
 async def test_logout_ends_the_session(engine, devidp):
     browser = Browser(engine, devidp)
     await browser.login()
-    reply = await browser.get("/saml/logout/")
+    # GET only offers the button: a link or an <img> cannot sign anyone out.
+    page = await browser.get("/saml/logout/")
+    assert page.status == 200 and header(page, "set-cookie") is None
+    assert b"<form method=post action='/saml/logout/'>" in page.body
+    assert isinstance(await browser.get("/dashboard"), PassThrough)
+    reply = await engine.handle(request("POST", "/saml/logout/", cookies=browser.cookies))
+    browser._remember(reply)
     assert reply.status == 303 and header(reply, "location") == "/"
     assert "Max-Age=0" in header(reply, "set-cookie")
     assert not browser.cookies

@@ -411,12 +411,18 @@ class DevIdP:
         acs_url: str | None = None,
         sign_assertion: bool | None = None,
         sign_response: bool | None = None,
+        encrypt_assertion: bool = False,
+        encrypt_cert: str | None = None,
     ) -> str:
         """A signed SAML Response for `user_key`, Base64-encoded for an HTTP-POST form.
 
         `in_response_to=None` makes an unsolicited (IdP-initiated) response.
         Destination and Recipient are `acs_url`, which is used as given (tests
         may aim it anywhere) or else the SP's default ACS from its metadata.
+        `encrypt_assertion` sends an EncryptedAssertion (signed inside first, when
+        the assertion is signed) for `encrypt_cert` (PEM), by default the
+        encryption certificate in the SP's metadata. pysaml2 encrypts with
+        RSA-OAEP and 3DES-CBC.
         """
         user = self.users.get(user_key)
         if user is None:
@@ -425,6 +431,13 @@ class DevIdP:
         if sp_entity_id not in self._sp_metadata:
             raise DevIdPError(f"unknown service provider {sp_entity_id[:200]!r}")
         destination = acs_url or self._default_acs(server, sp_entity_id)
+        # pysaml2 silently sends the assertion in clear when it finds no certificate.
+        if encrypt_assertion and not (
+            encrypt_cert or server.metadata.certs(sp_entity_id, "any", "encryption")
+        ):
+            raise DevIdPError(
+                f"the SP {sp_entity_id[:200]!r} has no encryption certificate in its metadata"
+            )
         policy = _ReleaseAll(
             restrictions={"default": {"lifetime": {"minutes": ASSERTION_LIFETIME_MINUTES}}},
             mds=server.metadata,
@@ -441,6 +454,8 @@ class DevIdP:
             sign_response=self.sign_response if sign_response is None else sign_response,
             sign_alg=self.signing_algorithm,
             digest_alg=DIGEST_SHA256,
+            encrypt_assertion=encrypt_assertion,
+            encrypt_cert_assertion=encrypt_cert,
         )
         xml = response if isinstance(response, (str, bytes)) else str(response)
         if isinstance(xml, str):
