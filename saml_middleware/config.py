@@ -7,6 +7,7 @@ Nothing reads the raw dict after `load_settings`: every part receives the
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .errors import ConfigError
 NAMEID_EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 _SECRET_KEYS = {"secret_key", "key_pem", "key_file"}
 _SAME_SITE = ("lax", "strict", "none")
+_SESSION_BACKENDS = ("cookie", "store")
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,10 @@ class SessionSettings:
     idle_timeout_seconds: int | None
     https_only: bool
     same_site: str
+    # "cookie": the user in a signed cookie; "store": a signed session id in the
+    # cookie, the session in the store (large sessions, revocation by Single Logout).
     backend: str
-    # Claim names kept in the session cookie; None: every claim that fits.
+    # Claim names kept in the session; None: every claim (that fits, for cookies).
     attributes: tuple[str, ...] | None = None
 
 
@@ -102,13 +106,20 @@ class SecuritySettings:
     max_request_bytes: int
     # Read X-Forwarded-Proto/-Host for diagnostics (engine.public_origin); never for checks.
     trust_forwarded_headers: bool = False
+    # Single Logout messages from the IdP must be signed (pysaml2 would not check).
+    want_logout_signed: bool = True
 
 
 @dataclass(frozen=True)
 class StoreSettings:
-    backend: str
-    url: str | None = None
+    """`store`: where outstanding requests, the replay cache and server-side sessions live."""
+
+    backend: str  # "memory" | "redis"
+    url: str | None = field(default=None, repr=False)  # may hold a password
     prefix: str = "saml:"
+    socket_timeout_seconds: float = 2.0
+    connect_timeout_seconds: float = 2.0
+    max_connections: int = 50
 
 
 @dataclass(frozen=True)
@@ -448,8 +459,11 @@ def _session(root: _Section) -> SessionSettings:
         raise ConfigError(sec.key("same_site"), "'none' needs session.https_only = true")
     backend = sec.text("backend", "cookie")
     keep = None if sec.get("attributes") is None else sec.texts("attributes")
-    if backend != "cookie":
-        raise ConfigError(sec.key("backend"), "must be 'cookie' (server-side sessions: not yet)")
+    if backend not in _SESSION_BACKENDS:
+        raise ConfigError(
+            sec.key("backend"),
+            f"must be one of {_SESSION_BACKENDS} ('store': server-side, in the store)",
+        )
     sec.done()
     assert max_age is not None
     return SessionSettings(cookie_name, max_age, idle, https_only, same_site, backend, keep)
@@ -466,6 +480,7 @@ def _security(root: _Section) -> SecuritySettings:
         reject_sha1=sec.flag("reject_sha1", True),
         max_request_bytes=sec.integer("max_request_bytes", 262144, minimum=1024) or 0,
         trust_forwarded_headers=sec.flag("trust_forwarded_headers", False),
+        want_logout_signed=sec.flag("want_logout_signed", True),
     )
     if not (values.want_assertions_signed or values.want_response_signed):
         raise ConfigError(
@@ -478,13 +493,69 @@ def _security(root: _Section) -> SecuritySettings:
     return values
 
 
+_STORE_BACKENDS = ("memory", "redis")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
 def _store(root: _Section) -> StoreSettings:
     sec = root.section("store")
     backend = sec.text("backend", "memory") or ""
-    if backend != "memory":
-        raise ConfigError(sec.key("backend"), "must be 'memory' (redis: not yet)")
+    if backend not in _STORE_BACKENDS:
+        raise ConfigError(sec.key("backend"), f"must be one of {_STORE_BACKENDS}")
+    url = sec.text("url")
+    prefix = sec.text("prefix", "saml:")
+    socket_timeout = _seconds(sec, "socket_timeout_seconds", 2.0)
+    connect_timeout = _seconds(sec, "connect_timeout_seconds", 2.0)
+    max_connections = sec.integer("max_connections", 50, minimum=1)
     sec.done()
-    return StoreSettings(backend)
+    if backend == "memory":
+        redis_only = (
+            "url",
+            "prefix",
+            "socket_timeout_seconds",
+            "connect_timeout_seconds",
+            "max_connections",
+        )
+        for name in redis_only:
+            if sec.raw.get(name) is not None:
+                raise ConfigError(sec.key(name), "is only for store.backend = 'redis'")
+        return StoreSettings(backend)
+    if not url:
+        raise ConfigError(sec.key("url"), "is required for the redis backend (redis://host:6379/0)")
+    _redis_url(sec, url)
+    if prefix is None or not re.fullmatch(r"[!-~]{1,100}", prefix):
+        raise ConfigError(sec.key("prefix"), "must be 1 to 100 printable characters, no spaces")
+    assert max_connections is not None
+    return StoreSettings(backend, url, prefix, socket_timeout, connect_timeout, max_connections)
+
+
+def _redis_url(sec: _Section, url: str) -> None:
+    """redis://, rediss:// (TLS) or unix://; the URL itself never appears in an error."""
+    problem = "must be a redis://host[:port][/db], rediss://host[:port][/db] or unix:///path URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(sec.key("url"), problem) from None
+    if parts.scheme not in _REDIS_SCHEMES or any(c.isspace() for c in url):
+        raise ConfigError(sec.key("url"), problem)
+    if parts.scheme == "unix":
+        if not parts.path.startswith("/"):
+            raise ConfigError(sec.key("url"), problem)
+        return
+    if not parts.hostname or not re.fullmatch(r"/?[0-9]*", parts.path):
+        raise ConfigError(sec.key("url"), problem)
+
+
+def _seconds(sec: _Section, name: str, default: float) -> float:
+    value = sec.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(sec.key(name), f"must be a number of seconds, not {_shown(name, value)}")
+    if not 0.05 <= value <= 60:
+        raise ConfigError(sec.key(name), "must be between 0.05 and 60 seconds")
+    return float(value)
 
 
 def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:

@@ -25,8 +25,9 @@ for the same reasons: it keeps every check pysaml2 makes (metadata keys only,
 schema validation of the signed element, the xmldsig profile of SAML core §5.4)
 but hands the metadata certificates to the backend in memory instead of through
 temporary files, and validates the schema with libxml2 (pysaml2's own XSDs,
-compiled once per thread) on the element the backend verifies, instead of
-pure-Python `xmlschema` on pysaml2's re-serialisation (3-10 ms per message).
+compiled once per thread) instead of pure-Python `xmlschema` (3-10 ms per
+message): on pysaml2's re-serialisation of the item, as upstream, and on the
+element the backend verifies.
 Its `correctly_signed_response` parses a Response once where pysaml2 parses it
 up to four times. Decryption (`decrypt`) accepts RSA-OAEP key transport and
 AES-GCM, plus AES-CBC / 3DES-CBC only when asked.
@@ -774,14 +775,27 @@ class InProcessSecurityContext(SecurityContext):
                     "node name": node_name,
                 }
             )
-        # Schema validation of the signed element as the backend parsed and verifies
-        # it (upstream validates pysaml2's re-serialisation of the same element; the
-        # backend has pinned both to one element: unique ID, no DTD, UTF-8 only).
+        # The schema, twice: on pysaml2's re-serialisation of the item, as upstream
+        # does (it catches what pysaml2's object model makes of the element, e.g. an
+        # AttributeValue with element content that pysaml2 types as xs:string), and
+        # inside the backend on the very element xmlsec verifies.
+        try:
+            validate_schema(str(item))
+        except ValueError as exc:
+            raise SignatureError(
+                {
+                    "message": "Signature verification failed. Invalid document format.",
+                    "reason": str(exc),
+                    "ID": item.id,
+                    "issuer": _issuer,
+                    "type": node_name,
+                }
+            ) from None
         try:
             self.crypto.verify_any(decoded_xml, certs, node_name, item.id, schema=True)
         except XmlsecError as exc:
             log.debug("check_sig: %s", exc)
-            raise SignatureError("Failed to verify signature") from None
+            raise SignatureError(f"Failed to verify signature ({exc})") from None
         return item
 
 

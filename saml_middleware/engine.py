@@ -28,6 +28,7 @@ with its code; nothing the browser sends can produce a stack trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,12 +37,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from html import escape
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from itsdangerous import URLSafeSerializer
 
 from .config import Settings, load_settings
+from .crypto import XmlSecBackend
 from .errors import SAMLError
 from .identity import (
     ANONYMOUS,
@@ -53,16 +56,39 @@ from .identity import (
     resolve_overage,
 )
 from .metadata import IdPMetadata
-from .pages import auto_post_form, error_page, logout_page
-from .protocol import ServiceProvider, decode_post_message, inspect_response, public_error
-from .session import Session, SessionCodec
-from .stores import Store, make_store
+from .pages import auto_post_form, error_page, logout_page, page
+from .protocol import (
+    Outgoing,
+    ServiceProvider,
+    decode_post_message,
+    decode_redirect_message,
+    inspect_response,
+    public_error,
+)
+from .session import Session, make_sessions
+from .slo import (
+    MAX_RELAY_STATE,
+    STATUS_SUCCESS,
+    LogoutRequestMessage,
+    LogoutResponseMessage,
+    RedirectMessage,
+    build_logout_response,
+    inspect_logout_request,
+    inspect_logout_response,
+    read_redirect_query,
+    verify_enveloped_signature,
+    verify_redirect_signature,
+)
+from .stores import Store, StoreUnavailable, make_store
 
 log = logging.getLogger("saml_middleware.engine")
 login_log = logging.getLogger("saml_middleware.login")
 
 # How long a user may spend at the IdP (MFA included) before the request expires.
 OUTSTANDING_REQUEST_TTL = 900
+# A Single Logout message older than this (by its IssueInstant) is refused; its ID
+# is remembered as long (replay), plus twice the clock skew.
+LOGOUT_MESSAGE_MAX_AGE = 600
 _NO_STORE = ("cache-control", "no-store")
 # Distinct configuration warnings kept per engine (each is logged once).
 _MAX_WARNINGS = 32
@@ -124,7 +150,9 @@ class Engine:
         self._sp = ServiceProvider(self.settings, self.metadata.load())
         self._sp_version = self.metadata.version
         self.store: Store = store or make_store(self.settings.store)
-        self.sessions = SessionCodec(self.settings.session, self.settings.secret_key, clock=clock)
+        self.sessions = make_sessions(
+            self.settings.session, self.settings.secret_key, self.store, clock=clock
+        )
         self._relay = URLSafeSerializer(self.settings.secret_key, salt="saml_middleware.relay")
         self._clock = clock
         prefix = self.settings.paths.prefix
@@ -133,6 +161,7 @@ class Engine:
             "acs": self.acs,
             "metadata": self.metadata_endpoint,
             "logout": self.logout,
+            "sls": self.sls,
         }
         self._prefix = prefix
 
@@ -144,20 +173,36 @@ class Engine:
         if endpoint is not None:
             self._check_public_url(request)
             return await self._run_endpoint(endpoint, request)
-        session = self.authenticate(request)
+        try:
+            session = await self.authenticate(request)
+        except StoreUnavailable as err:
+            # Server-side sessions cannot be read: a protected page says "try again"
+            # (never a 500, never a login that would fail the same way); an
+            # unprotected one is served to an anonymous user.
+            log.info("session lookup failed for %s: %s", request.path[:200], err.code)
+            if not self.is_protected(request.path):
+                return PassThrough(ANONYMOUS)
+            return self.error_response(err, request)
         if session is not None:
-            return PassThrough(session.user, self._refreshed_cookie(session))
+            return PassThrough(session.user, await self._refreshed_cookie(session))
         if not self.is_protected(request.path):
             return PassThrough(ANONYMOUS)
         return self._login_required(request)
 
-    def authenticate(self, request: HttpRequest) -> Session | None:
-        """The request's session, if its cookie is valid."""
-        return self.sessions.decode(request.cookies.get(self.settings.session.cookie_name))
+    async def authenticate(self, request: HttpRequest) -> Session | None:
+        """The request's session, if its cookie is valid (and, server-side, still there).
+
+        Raises `StoreUnavailable` when server-side sessions cannot be read.
+        """
+        return await self.sessions.load(request.cookies.get(self.settings.session.cookie_name))
 
     async def websocket_user(self, request: HttpRequest) -> SAMLUser | None:
         """The user for a websocket handshake, or None when it must be refused."""
-        session = self.authenticate(request)
+        try:
+            session = await self.authenticate(request)
+        except StoreUnavailable:
+            log.info("session lookup failed for a websocket: store_unavailable")
+            session = None
         if session is not None:
             return session.user
         return None if self.is_protected(request.path) else ANONYMOUS
@@ -232,13 +277,13 @@ class Engine:
         body = json.dumps({"error": "authentication_required", "login_url": login_url}).encode()
         return Response(401, [("content-type", "application/json"), _NO_STORE], body)
 
-    def _refreshed_cookie(self, session: Session) -> str | None:
+    async def _refreshed_cookie(self, session: Session) -> str | None:
         if not session.refresh:
             return None
-        value = self.sessions.encode(
-            session.user, session_id=session.session_id, login_time=session.login_time
-        )
-        return self.sessions.cookie_header(value, self.sessions.remaining(session.login_time))
+        try:
+            return await self.sessions.refresh(session)
+        except StoreUnavailable:
+            return None  # the session is still valid; its idle clock moves on the next request
 
     # -- endpoints ----------------------------------------------------------------
 
@@ -319,7 +364,7 @@ class Engine:
             next_url = str(record.get("next") or home)
         else:
             next_url = _local_path(relay_state) or home
-        cookie = self.sessions.encode(user)
+        set_cookie = await self.sessions.start(user)
         login_log.info(
             "login ok",
             extra={
@@ -333,10 +378,7 @@ class Engine:
             303,
             [
                 ("location", _location(next_url)),
-                (
-                    "set-cookie",
-                    self.sessions.cookie_header(cookie, self.settings.session.max_age_seconds),
-                ),
+                ("set-cookie", set_cookie),
                 _NO_STORE,
             ],
         )
@@ -354,7 +396,7 @@ class Engine:
         safe_next = self.safe_redirect(request.query("next"))
         next_url = safe_next or home
         if request.method != "POST":
-            if self.authenticate(request) is None:  # nothing to end
+            if await self._session_or_none(request) is None:  # nothing to end
                 return Response(303, [("location", _location(next_url)), _NO_STORE])
             action = f"{_mount_path(request.root_path)}{self._prefix}/logout/"
             if safe_next:
@@ -377,6 +419,7 @@ class Engine:
             origin is not None and not self._origin_allowed(origin)
         ):
             raise SAMLError("csrf", "Sign out from this site's own pages.", 403)
+        await self._end_session(request)
         return Response(
             303,
             [
@@ -386,7 +429,200 @@ class Engine:
             ],
         )
 
+    async def sls(self, request: HttpRequest) -> Response:
+        """Single Logout Service: the IdP's LogoutRequest, or its LogoutResponse to ours.
+
+        HTTP-Redirect (GET, the signature over the raw query) or HTTP-POST (an
+        enveloped signature). Either must come from the IdP, signed (unless
+        `security.want_logout_signed` is false), addressed to this SLS, recent.
+        """
+        _require_method(request, "GET", "POST")
+        limit = self.settings.security.max_request_bytes
+        query: RedirectMessage | None = None
+        if request.method == "GET":
+            if len(request.query_string) > 2 * limit:
+                raise SAMLError("too_large", "The sign-out message is too large.", 413)
+            query = read_redirect_query(request.query_string)
+            kind, relay_state = query.kind, query.relay_state
+            xml = decode_redirect_message(query.encoded, limit)
+        else:
+            form = await self._read_form(request)
+            kinds = [k for k in ("SAMLRequest", "SAMLResponse") if k in form]
+            if len(kinds) != 1:
+                raise SAMLError(
+                    "malformed", "The sign-out form needs one SAMLRequest or SAMLResponse.", 400
+                )
+            kind = kinds[0]
+            xml = decode_post_message(_single(form, kind, required=True) or "", limit)
+            relay_state = _single(form, "RelayState")
+            if relay_state is not None and len(relay_state) > MAX_RELAY_STATE:
+                raise SAMLError("malformed", "The sign-out message's RelayState is too long.", 400)
+        sp = await self.service_provider()
+        if kind == "SAMLRequest":
+            return await self._logout_requested(request, sp, xml, query, relay_state)
+        return await self._logout_answered(request, sp, xml, query)
+
+    async def _logout_requested(
+        self,
+        request: HttpRequest,
+        sp: ServiceProvider,
+        xml: bytes,
+        query: RedirectMessage | None,
+        relay_state: str | None,
+    ) -> Response:
+        """IdP-initiated logout: end the NameID's sessions (all, or those of its
+        SessionIndexes), then answer the IdP with a LogoutResponse."""
+        message = await asyncio.to_thread(inspect_logout_request, xml)
+        await self._check_logout_message(sp, message, query)
+        skew = self.settings.security.clock_skew_seconds
+        if message.not_on_or_after is not None and self._clock() - skew >= message.not_on_or_after:
+            raise SAMLError("expired", "This sign-out request has expired.")
+        if not await self.store.add_if_absent(
+            f"logout-request:{sp.idp.entity_id}:{message.id}", LOGOUT_MESSAGE_MAX_AGE + 2 * skew
+        ):
+            raise SAMLError("replay", "This sign-out request has already been used.")
+        ended = await self.sessions.revoke(
+            sp.idp.entity_id, message.name_id, message.session_indexes
+        )
+        headers = [_NO_STORE]
+        own = await self._session_or_none(request)
+        if own is not None and _is_subject(own.user, sp.idp.entity_id, message):
+            with contextlib.suppress(StoreUnavailable):  # revoke just used the store
+                await self.sessions.end(own)
+            headers.append(("set-cookie", self.sessions.clear_header()))
+        log.info(
+            "single logout requested by the IdP: %d server-side session(s) ended, "
+            "this browser's session %s",
+            ended,
+            "ended" if len(headers) > 1 else "not concerned",
+            extra={"saml_name_id_hash": _digest(message.name_id)},
+        )
+        outgoing = await asyncio.to_thread(
+            build_logout_response,
+            sp,
+            in_response_to=message.id,
+            binding="redirect" if query is not None else "post",
+            relay_state=relay_state,
+        )
+        if outgoing is None:  # nowhere to answer: say so to the browser
+            return Response(
+                200,
+                [("content-type", "text/html; charset=utf-8"), *headers],
+                page("Signed out", "<h1>Signed out</h1><p>You are signed out of this site.</p>"),
+            )
+        return _outgoing_response(outgoing, headers)
+
+    async def _logout_answered(
+        self, request: HttpRequest, sp: ServiceProvider, xml: bytes, query: RedirectMessage | None
+    ) -> Response:
+        """The IdP's LogoutResponse to our LogoutRequest: taken once, then on to `next`.
+
+        The local session ended when the user signed out; an unknown, replayed
+        or failed answer does not change that (its cookie is cleared again).
+        """
+        message = await asyncio.to_thread(inspect_logout_response, xml)
+        await self._check_logout_message(sp, message, query)
+        record = None
+        if message.in_response_to:
+            record = await self.store.pop(f"logout:{message.in_response_to}")
+        if record is None:
+            raise SAMLError(
+                "wrong_in_response_to",
+                "This sign-out answer is unknown, expired or already used. "
+                "You are signed out of this site.",
+            )
+        clear = ("set-cookie", self.sessions.clear_header())
+        if message.status != STATUS_SUCCESS:
+            log.warning(
+                "the IdP answered our LogoutRequest with status %s: the user is signed out "
+                "here, maybe not at the IdP",
+                message.status_name,
+            )
+            body = (
+                "<h1>Signed out of this site</h1><p>You are signed out of this site, but the "
+                "identity provider could not sign you out everywhere (status: "
+                f"<code>{escape(message.status_name)}</code>). Close the browser to end "
+                "your other sessions.</p>"
+            )
+            return Response(
+                200,
+                [("content-type", "text/html; charset=utf-8"), clear, _NO_STORE],
+                page("Signed out", body),
+            )
+        home = _mount_path(request.root_path) + self.settings.paths.after_logout
+        next_url = str(record.get("next") or home)
+        return Response(303, [("location", _location(next_url)), clear, _NO_STORE])
+
+    async def _check_logout_message(
+        self,
+        sp: ServiceProvider,
+        message: LogoutRequestMessage | LogoutResponseMessage,
+        query: RedirectMessage | None,
+    ) -> None:
+        """From our IdP, signed by a key in its metadata, for this SLS, recent (W7)."""
+        security = self.settings.security
+        idp = sp.idp
+        if message.issuer != idp.entity_id:
+            raise SAMLError("wrong_issuer", "The sign-out message comes from an unexpected issuer.")
+        signed = True
+        if query is not None and query.signature is not None:
+            await asyncio.to_thread(
+                verify_redirect_signature,
+                query,
+                idp.signing_certs,
+                reject_sha1=security.reject_sha1,
+            )
+        elif message.enveloped_signature:
+            await asyncio.to_thread(
+                verify_enveloped_signature, self._xml_verifier, message, idp.signing_certs
+            )
+        elif security.want_logout_signed:
+            raise SAMLError("signature_required", "The sign-out message is not signed.")
+        else:
+            signed = False
+        sls_url = self.settings.endpoint_url("sls")
+        if message.destination != sls_url and (signed or message.destination is not None):
+            raise SAMLError(
+                "wrong_destination", "The sign-out message was sent to another address."
+            )
+        now, skew = self._clock(), security.clock_skew_seconds
+        if message.issue_instant > now + skew:
+            raise SAMLError("not_yet_valid", "The sign-out message was issued in the future.")
+        if message.issue_instant < now - skew - LOGOUT_MESSAGE_MAX_AGE:
+            raise SAMLError("expired", "The sign-out message is too old.")
+
+    @cached_property
+    def _xml_verifier(self) -> XmlSecBackend:
+        return XmlSecBackend(reject_sha1=self.settings.security.reject_sha1)
+
     # -- helpers ------------------------------------------------------------------
+
+    async def _session_or_none(self, request: HttpRequest) -> Session | None:
+        """The request's session; None also when the store cannot be read (logged)."""
+        try:
+            return await self.authenticate(request)
+        except StoreUnavailable:
+            log.info("session lookup failed on %s: store_unavailable", request.path[:200])
+            return None
+
+    async def _end_session(self, request: HttpRequest) -> Session | None:
+        """End the request's session wherever it lives; the browser's cookie is cleared apart.
+
+        With the store down, a server-side session cannot be deleted: the
+        browser still forgets it, the record expires with its timeouts, and the
+        operator is told.
+        """
+        session = await self._session_or_none(request)
+        if session is None:
+            return None
+        try:
+            await self.sessions.end(session)
+        except StoreUnavailable:
+            log.error(
+                "logout: the server-side session could not be deleted (store unavailable); "
+                "it expires with its timeouts"
+            )
+        return session
 
     async def service_provider(self) -> ServiceProvider:
         """The pysaml2 client for the IdP metadata now in force (rebuilt when it changes)."""
@@ -541,6 +777,24 @@ class Engine:
             return
         self._warned.add(key)
         log.warning(message, *args)
+
+
+def _is_subject(user: SAMLUser, issuer: str, message: LogoutRequestMessage) -> bool:
+    """Whether a LogoutRequest names this user's session (its SessionIndex, if it names any)."""
+    if user.name_id != message.name_id or (user.issuer or "") != issuer:
+        return False
+    return not message.session_indexes or user.session_index in message.session_indexes
+
+
+def _outgoing_response(outgoing: Outgoing, headers: list[tuple[str, str]]) -> Response:
+    """A message on its way to the IdP: a redirect, or the auto-posted form."""
+    if outgoing.form is None:
+        return Response(303, [("location", outgoing.url), *headers])
+    return Response(
+        200,
+        [("content-type", "text/html; charset=utf-8"), *headers],
+        auto_post_form(outgoing.url, outgoing.form),
+    )
 
 
 def _mount_path(root_path: str) -> str:

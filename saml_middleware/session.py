@@ -1,4 +1,14 @@
-"""The login session: an itsdangerous-signed cookie that carries the user.
+"""The login session, in one of two backends (`session.backend`).
+
+"cookie" (the default, `CookieSessions`): an itsdangerous-signed cookie that
+carries the user; no I/O on a protected request. "store" (`StoreSessions`):
+the cookie carries only a random, signed session id and the session lives in
+the store, so it can be large and it can be revoked: logout deletes it, and
+Single Logout ends every session of a NameID (an index kept in the store),
+even in a browser that is not the one sending the LogoutRequest. Both enforce
+the same absolute (`max_age_seconds`) and idle (`idle_timeout_seconds`)
+timeouts and give the same `Session`. The rest of this docstring is about
+cookies.
 
 The cookie holds a fresh random session id, the login time and the mapped user.
 Its signature timestamp is the last activity: `idle_timeout_seconds` is checked
@@ -16,19 +26,22 @@ fit even then is refused at login rather than given a cookie the browser drops.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
 from .config import SessionSettings
 from .errors import SAMLError
 from .identity import SAMLUser
+from .stores import Store
 
 log = logging.getLogger("saml_middleware.session")
 
@@ -179,18 +192,238 @@ class SessionCodec:
 
     def cookie_header(self, value: str, max_age: int) -> str:
         """The Set-Cookie header value for a session cookie."""
-        s = self.settings
-        parts = [
-            f"{s.cookie_name}={value}",
-            "Path=/",
-            f"Max-Age={max_age}",
-            "HttpOnly",
-            f"SameSite={s.same_site.capitalize()}",
-        ]
-        if s.https_only:
-            parts.append("Secure")
-        return "; ".join(parts)
+        return _set_cookie(self.settings, value, max_age)
 
     def clear_header(self) -> str:
         """The Set-Cookie header value that removes the session cookie."""
         return self.cookie_header("", 0)
+
+
+def _set_cookie(s: SessionSettings, value: str, max_age: int) -> str:
+    parts = [
+        f"{s.cookie_name}={value}",
+        "Path=/",
+        f"Max-Age={max_age}",
+        "HttpOnly",
+        f"SameSite={s.same_site.capitalize()}",
+    ]
+    if s.https_only:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+class SessionBackend(Protocol):
+    """What the engine needs of a session backend (cookie or store)."""
+
+    settings: SessionSettings
+
+    async def load(self, cookie: str | None) -> Session | None:
+        """The session the cookie value names, or None (missing, forged, expired, revoked)."""
+
+    async def start(self, user: SAMLUser) -> str:
+        """A new session (new id: no fixation) for `user`; its Set-Cookie header value."""
+
+    async def refresh(self, session: Session) -> str | None:
+        """Record activity (idle timeout); a Set-Cookie header value when the cookie changes."""
+
+    async def end(self, session: Session) -> None:
+        """Logout: the session is over wherever it is kept."""
+
+    async def revoke(self, issuer: str, name_id: str, session_indexes: Collection[str]) -> int:
+        """Single Logout: end the sessions of `name_id` (those of `session_indexes` when
+        given); how many ended. Only server-side sessions can be found this way."""
+
+    def clear_header(self) -> str:
+        """The Set-Cookie header value that removes the session cookie."""
+
+
+class CookieSessions(SessionCodec):
+    """`session.backend = "cookie"`: the whole session is the signed cookie."""
+
+    async def load(self, cookie: str | None) -> Session | None:
+        return self.decode(cookie)
+
+    async def start(self, user: SAMLUser) -> str:
+        return self.cookie_header(self.encode(user), self.settings.max_age_seconds)
+
+    async def refresh(self, session: Session) -> str | None:
+        if not session.refresh:
+            return None
+        value = self.encode(
+            session.user, session_id=session.session_id, login_time=session.login_time
+        )
+        return self.cookie_header(value, self.remaining(session.login_time))
+
+    async def end(self, session: Session) -> None:
+        return None  # the browser drops the cookie (clear_header)
+
+    async def revoke(self, issuer: str, name_id: str, session_indexes: Collection[str]) -> int:
+        return 0  # cookies live in browsers: nothing server-side to find
+
+
+# A session id: 32 random bytes, URL-safe Base64 (43 characters).
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
+
+
+class StoreSessions:
+    """`session.backend = "store"`: a signed random id in the cookie, the session in the store.
+
+    Store keys hold SHA-256 digests, never the ids themselves: whoever can list
+    the store's keys cannot take over a session, and no e-mail address (NameID)
+    appears in a key. `session:<digest of id>` is the record (user, login and
+    last-activity times); `sessions-of:<digest of issuer and NameID>` is the set
+    of record digests Single Logout revokes. The record's store TTL follows the
+    idle and absolute timeouts; the times inside it are checked too.
+    """
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        secret_key: str,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._clock = clock
+        self._ids = URLSafeSerializer(secret_key, salt="saml_middleware.session-id")
+        idle = settings.idle_timeout_seconds
+        self._refresh_after = max(1, idle // 10) if idle else None
+
+    # -- keys and records ------------------------------------------------------------
+
+    @staticmethod
+    def _record_key(digest: str) -> str:
+        return f"session:{digest}"
+
+    @staticmethod
+    def _index_key(issuer: str | None, name_id: str) -> str:
+        return f"sessions-of:{_digest(issuer or '', name_id)}"
+
+    def _session_id(self, cookie: str | None) -> str | None:
+        if not cookie or len(cookie) > 256:
+            return None
+        try:
+            session_id = self._ids.loads(cookie)
+        except BadData:
+            return None
+        if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+            return None
+        return session_id
+
+    def _ttl(self, login_time: float, now: float) -> float:
+        ttl = login_time + self.settings.max_age_seconds - now
+        idle = self.settings.idle_timeout_seconds
+        if idle is not None:
+            ttl = min(ttl, idle)
+        return max(1.0, ttl)
+
+    def _record(self, user: SAMLUser, login_time: float, now: float) -> dict[str, Any]:
+        data = user.to_dict()
+        allowed = self.settings.attributes
+        if allowed is not None:
+            data["attributes"] = {k: v for k, v in data["attributes"].items() if k in allowed}
+        return {"u": data, "iat": login_time, "seen": now}
+
+    # -- the backend -------------------------------------------------------------------
+
+    async def load(self, cookie: str | None) -> Session | None:
+        session_id = self._session_id(cookie)
+        if session_id is None:
+            return None
+        key = self._record_key(_digest(session_id))
+        record = await self.store.get(key)
+        if record is None:
+            return None
+        try:
+            user = SAMLUser.from_dict(record["u"])
+            login_time = float(record["iat"])
+            last_active = float(record["seen"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        now = self._clock()
+        idle = self.settings.idle_timeout_seconds
+        if (
+            now - login_time > self.settings.max_age_seconds
+            or login_time > now + 60
+            or (idle is not None and now - last_active > idle)
+        ):
+            await self.store.delete(key)
+            return None
+        refresh = self._refresh_after is not None and now - last_active >= self._refresh_after
+        return Session(user, session_id, login_time, refresh)
+
+    async def start(self, user: SAMLUser) -> str:
+        session_id = secrets.token_urlsafe(32)
+        digest = _digest(session_id)
+        now = self._clock()
+        # The index first: a session the index does not know could escape Single Logout.
+        await self.store.add_member(
+            self._index_key(user.issuer, user.name_id), digest, self.settings.max_age_seconds
+        )
+        await self.store.put(
+            self._record_key(digest), self._record(user, now, now), self._ttl(now, now)
+        )
+        return _set_cookie(
+            self.settings, str(self._ids.dumps(session_id)), self.settings.max_age_seconds
+        )
+
+    async def refresh(self, session: Session) -> str | None:
+        if session.refresh:
+            now = self._clock()
+            # `replace`, not `put`: a session revoked meanwhile must stay revoked.
+            await self.store.replace(
+                self._record_key(_digest(session.session_id)),
+                self._record(session.user, session.login_time, now),
+                self._ttl(session.login_time, now),
+            )
+        return None  # the cookie holds only the id: it never changes
+
+    async def end(self, session: Session) -> None:
+        digest = _digest(session.session_id)
+        await self.store.delete(self._record_key(digest))
+        await self.store.remove_member(
+            self._index_key(session.user.issuer, session.user.name_id), digest
+        )
+
+    async def revoke(self, issuer: str, name_id: str, session_indexes: Collection[str]) -> int:
+        index = self._index_key(issuer, name_id)
+        wanted = set(session_indexes)
+        ended = 0
+        for digest in await self.store.members(index):
+            key = self._record_key(digest)
+            record = await self.store.get(key)
+            if record is None:  # expired or logged out: just tidy the index
+                await self.store.remove_member(index, digest)
+                continue
+            raw_user = record.get("u")
+            user: dict[str, Any] = raw_user if isinstance(raw_user, dict) else {}
+            if user.get("name_id") != name_id or (user.get("issuer") or "") != issuer:
+                continue
+            if wanted and user.get("session_index") not in wanted:
+                continue
+            await self.store.delete(key)
+            await self.store.remove_member(index, digest)
+            ended += 1
+        return ended
+
+    def clear_header(self) -> str:
+        return _set_cookie(self.settings, "", 0)
+
+
+def make_sessions(
+    settings: SessionSettings,
+    secret_key: str,
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> CookieSessions | StoreSessions:
+    """The backend `session.backend` names."""
+    if settings.backend == "store":
+        return StoreSessions(settings, secret_key, store, clock=clock)
+    return CookieSessions(settings, secret_key, clock=clock)

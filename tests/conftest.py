@@ -10,6 +10,7 @@ import pytest
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine
 from tests.helpers import SP_BASE, settings_for
+from tests.redis_server import own_redis, redis_prefix, redis_url  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -364,7 +364,7 @@ ERRORS = [
     pytest.param(base(paths={"protected": ["/"]}), "paths.protected", "unknown", id="unk-paths"),
     pytest.param(base(roles={"attributes": "x"}), "roles.attributes", "unknown", id="unk-roles"),
     pytest.param(base(attributes={"maps": {}}), "attributes.maps", "unknown", id="unk-attrs"),
-    pytest.param(base(store={"url": "redis://x"}), "store.url", "unknown", id="unknown-store"),
+    pytest.param(base(store={"uri": "redis://x"}), "store.uri", "unknown", id="unknown-store"),
     # wrong types
     pytest.param(
         base(session={"max_age_seconds": "8h"}),
@@ -641,7 +641,7 @@ ERRORS = [
         id="cookie-name",
     ),
     pytest.param(base(session={"cookie_name": ""}), "session.cookie_name", "plain", id="ck-empty"),
-    pytest.param(base(session={"backend": "store"}), "session.backend", "not yet", id="sess-store"),
+    pytest.param(base(session={"backend": "db"}), "session.backend", "one of", id="sess-db"),
     # sp
     pytest.param(
         base(sp={"sign_authn_requests": True}),
@@ -666,11 +666,11 @@ ERRORS = [
     pytest.param(base(provision=5), "provision", "callable", id="provision-int"),
     pytest.param(base(tenants={"acme": {"idp": IDP}}), "tenants", "not supported", id="tenants"),
     pytest.param(base(tenants=lambda slug: None), "tenants", "not supported", id="tenants-fn"),
-    pytest.param(base(store={"backend": "redis"}), "store.backend", "not yet", id="redis"),
+    pytest.param(base(store={"backend": "redis"}), "store.url", "required", id="redis"),
     pytest.param(
-        base(store={"backend": "redis", "url": "redis://localhost"}),
-        "store.backend",
-        "not yet",
+        base(store={"backend": "redis", "url": "http://localhost"}),
+        "store.url",
+        "redis://",
         id="redis-url",
     ),
     pytest.param(

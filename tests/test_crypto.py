@@ -251,11 +251,8 @@ def test_doctype_is_refused(backend, mint, idp_keys, prefix):
 
 
 def test_doctype_is_refused_inside_pysaml2(sp, mint):
-    with pytest.raises(Exception) as caught:  # pysaml2 wraps the backend's error
+    with pytest.raises(SignatureError):  # pysaml2's own parser lets a bare DOCTYPE through
         pysaml2_parse(sp, b"<!DOCTYPE samlp:Response>" + xml(mint()))
-    assert "Failed to verify signature" in str(caught.value) or isinstance(
-        caught.value, SignatureError
-    )
 
 
 def test_non_utf8_declaration_is_refused(backend, mint, idp_keys):
@@ -669,6 +666,18 @@ def test_compiled_schema_agrees_with_pysaml2_xmlschema(mint, case):
     except ValueError:
         got = False
     assert got == expected
+
+
+def test_element_content_in_an_attribute_value_is_refused(sp, mint, idp_keys):
+    """Schema-valid as sent (anyType), invalid as pysaml2 reads it (it types values
+    xs:string): the check on pysaml2's re-serialisation, kept from upstream, refuses."""
+    root = mint()
+    value = forge.assertion(root).xpath(".//saml:AttributeValue", namespaces=forge.NS)[0]
+    etree.SubElement(value, "{urn:example:nested}n").text = "x"
+    forge.resign(root, idp_keys)
+    validate_schema(forge.assertion(root))  # the raw element is valid
+    with pytest.raises(SignatureError):
+        pysaml2_parse(sp, xml(root))
 
 
 def test_schema_validation_refuses_doctype():

@@ -12,7 +12,14 @@ assertions signed with RSA-SHA256.
 from __future__ import annotations
 
 from .app import create_app
-from .idp import AuthnRequestInfo, DevIdP, DevIdPError
+from .idp import (
+    AuthnRequestInfo,
+    DevIdP,
+    DevIdPError,
+    LogoutRequestInfo,
+    LogoutResponseInfo,
+    Outbound,
+)
 from .users import DEFAULT_USERS, DevUser, load_users
 
 __all__ = [
@@ -21,6 +28,9 @@ __all__ = [
     "DevIdP",
     "DevIdPError",
     "DevUser",
+    "LogoutRequestInfo",
+    "LogoutResponseInfo",
+    "Outbound",
     "create_app",
     "load_users",
 ]

@@ -10,8 +10,12 @@ Routes: `GET /metadata`; `GET /sso/redirect` and `POST /sso/post` (an
 AuthnRequest in, the sign-in page out); `POST /sso/continue` (the chosen user:
 an auto-posting form carries the SAMLResponse to the SP's ACS); `GET /` (My
 Apps: IdP-initiated sign-in, like Entra's My Apps) with `POST /initiate`;
-`GET /slo` (a placeholder until Single Logout exists). Bad input gets a 400
-page with a short reason, never a stack trace.
+`GET|POST /slo` (Single Logout: an SP's LogoutRequest is answered with a
+signed LogoutResponse sent back to the SP; an SP's LogoutResponse to an
+IdP-initiated logout is shown; with neither, a plain "signed out" page);
+`POST /logout-everywhere` (the "Sign out everywhere" button of My Apps: a
+signed LogoutRequest for the chosen user goes to the SP's Single Logout
+Service). Bad input gets a 400 page with a short reason, never a stack trace.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .idp import AuthnRequestInfo, DevIdP, DevIdPError
+from .idp import AuthnRequestInfo, DevIdP, DevIdPError, Outbound
 
 # A user has this long between the sign-in page and choosing a user.
 PENDING_TTL_SECONDS = 600
@@ -124,6 +128,20 @@ def _auto_post(acs_url: str, saml_response: str, relay_state: str | None) -> HTM
         '<button type="submit">Continue</button></noscript></form>'
     )
     return _page("Signing in", body, script="<script>document.forms[0].submit()</script>")
+
+
+def _send(outbound: Outbound, what: str) -> Response:
+    """A logout message on its way to the SP: a redirect, or an auto-posted form."""
+    if outbound.form is None:
+        return Response(status_code=303, headers={"Location": outbound.url, **_NO_STORE})
+    fields = "".join(_hidden(name, value) for name, value in outbound.form.items())
+    body = (
+        f'<form method="post" action="{escape(outbound.url)}">{fields}'
+        f"<p>{escape(what)} <code>{escape(outbound.url)}</code>\u2026</p>"
+        "<noscript><p>JavaScript is off: press Continue.</p>"
+        '<button type="submit">Continue</button></noscript></form>'
+    )
+    return _page(what, body, script="<script>document.forms[0].submit()</script>")
 
 
 def _user_summary(idp: DevIdP, key: str) -> str:
@@ -240,7 +258,9 @@ def create_app(idp: DevIdP) -> Starlette:
             f"{_hidden('sp', entity_id)}"
             f'<label>User <select name="user">{options}</select></label> '
             '<label>RelayState <input name="RelayState" placeholder="optional"></label> '
-            '<button type="submit">Open</button></form>'
+            '<button type="submit">Open</button> '
+            f'<button type="submit" formaction="{escape(base)}/logout-everywhere">'
+            "Sign out everywhere</button></form>"
             for entity_id, acs_url in sps
         )
         if not tiles:
@@ -268,13 +288,60 @@ def create_app(idp: DevIdP) -> Starlette:
         return _auto_post(acs, saml_response, relay_state)
 
     async def slo(request: Request) -> Response:
+        if request.method == "GET":
+            raw_query = request.scope.get("query_string", b"").decode("latin-1")
+            data: Mapping[str, Any] = request.query_params
+            binding, saml_request, saml_response = "redirect", None, None
+        else:
+            data = await _form(request)
+            raw_query = None
+            binding = "post"
+            saml_request = _field(data, "SAMLRequest", required=False)
+            saml_response = _field(data, "SAMLResponse", required=False)
+        relay_state = _relay_state(data)
+        if "SAMLRequest" in data:
+            info = await run_in_threadpool(
+                lambda: idp.parse_logout_request(
+                    binding, raw_query=raw_query, saml_request=saml_request
+                )
+            )
+            outbound = await run_in_threadpool(
+                lambda: idp.create_logout_response(info, relay_state=relay_state, binding=binding)
+            )
+            return _send(outbound, "Signing you out of")
+        if "SAMLResponse" in data:
+            answer = await run_in_threadpool(
+                lambda: idp.parse_logout_response(
+                    binding, raw_query=raw_query, saml_response=saml_response
+                )
+            )
+            body = (
+                "<h1>Signed out everywhere</h1>"
+                f"<p><code>{escape(answer.sp_entity_id)}</code> answered"
+                f" <strong>{escape(answer.status)}</strong>"
+                f" ({'signed' if answer.signed else 'not signed'}).</p>"
+                f'<p><a href="{escape(base)}/">My Apps</a></p>'
+            )
+            return _page("Signed out everywhere", body)
         body = (
             "<h1>Signed out</h1><p>You are signed out of the development IdP.</p>"
-            '<p class="muted">It keeps no sessions, and Single Logout is not implemented'
-            " yet: the application was not told.</p>"
+            '<p class="muted">It keeps no sessions. To sign a user out of an application,'
+            " use <em>Sign out everywhere</em> on My Apps.</p>"
             f'<p><a href="{escape(base)}/">My Apps</a></p>'
         )
         return _page("Signed out", body)
+
+    async def logout_everywhere(request: Request) -> Response:
+        data = await _form(request)
+        sp_entity_id = _field(data, "sp") or ""
+        user = idp.users.get(_field(data, "user") or "")
+        if user is None:
+            raise DevIdPError("unknown user")
+        relay_state = _relay_state(data) or None
+        _, outbound = await run_in_threadpool(
+            lambda: idp.create_logout_request(sp_entity_id, user.name_id, relay_state=relay_state)
+        )
+        return _send(outbound, "Signing you out of")
 
     async def refused(request: Request, exc: Exception) -> Response:
         return _error_page(str(exc))
@@ -292,6 +359,7 @@ def create_app(idp: DevIdP) -> Starlette:
         Route("/sso/continue", sso_continue, methods=["POST"]),
         Route("/initiate", initiate, methods=["POST"]),
         Route("/slo", slo, methods=["GET", "POST"]),
+        Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -33,11 +33,20 @@ from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
 from saml2.mdstore import InMemoryMetaData
 from saml2.metadata import create_metadata_string
+from saml2.samlp import (
+    STATUS_RESPONDER,
+    STATUS_SUCCESS,
+    LogoutResponse,
+    Status,
+    StatusCode,
+    logout_response_from_string,
+)
 from saml2.server import Server
-from saml2.sigver import verify_redirect_signature
+from saml2.sigver import verify_redirect_signature as pysaml2_verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
 from ..keys import generate_key_pair
+from ..slo import read_redirect_query, redirect_url, verify_redirect_signature
 from .users import DEFAULT_USERS, DevUser
 
 log = logging.getLogger("saml_middleware.devidp")
@@ -54,6 +63,35 @@ _BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
 
 class DevIdPError(ValueError):
     """A request or argument the development IdP refuses; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class LogoutRequestInfo:
+    """A checked LogoutRequest from a trusted SP (the IdP answers it with a LogoutResponse)."""
+
+    request_id: str
+    sp_entity_id: str
+    name_id: str
+    session_indexes: tuple[str, ...]
+    signed: bool
+
+
+@dataclass(frozen=True)
+class LogoutResponseInfo:
+    """An SP's LogoutResponse to an IdP-initiated logout."""
+
+    in_response_to: str | None
+    sp_entity_id: str
+    status: str  # "Success", "Responder", ...
+    signed: bool
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A message for the browser to carry: a redirect URL, or a form to auto-post."""
+
+    url: str
+    form: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +172,212 @@ def _signing_algorithm(key_pem: str) -> str:
     return SIG_ECDSA_SHA256 if isinstance(key, ec.EllipticCurvePrivateKey) else SIG_RSA_SHA256
 
 
-class DevIdP:
-    """The development IdP: metadata, AuthnRequest parsing and signed Responses.
+class _SingleLogout:
+    """Single Logout, both directions, for `DevIdP` (mixed in; pysaml2's server side).
+
+    SP-initiated: `parse_logout_request` checks the SP's LogoutRequest (its
+    signature too, when signed: over the raw query for HTTP-Redirect) and
+    `create_logout_response` answers it, signed. IdP-initiated ("sign out
+    everywhere"): `create_logout_request` sends a signed LogoutRequest to the
+    SP's SingleLogoutService, and `parse_logout_response` reads its answer.
+    """
+
+    entity_id: str
+    signing_algorithm: str
+    _key_pem: str
+    _sp_metadata: dict[str, str]
+
+    def _current_server(self) -> Server:
+        raise NotImplementedError
+
+    def _sp_signing_certs(self, server: Server, sp_entity_id: str) -> list[str]:
+        return [cert for _, cert in server.metadata.certs(sp_entity_id, "any", "signing")]
+
+    def _incoming(
+        self, binding: str, raw_query: str | None, message: str | None, kind: str
+    ) -> tuple[bytes, Any]:
+        """(the message XML, the Redirect query parts or None), size-bounded."""
+        if binding == "redirect":
+            if raw_query is None or len(raw_query) > MAX_REQUEST_CHARS:
+                raise DevIdPError(f"{kind} is missing or too large")
+            try:
+                query = read_redirect_query(raw_query)
+            except Exception as exc:  # noqa: BLE001 - SAMLError: a bad query
+                raise DevIdPError(f"the query is not a valid {kind} message ({exc})") from None
+            if query.kind != kind or not _inflated_size_ok(query.encoded):
+                raise DevIdPError(f"{kind} is not valid deflated Base64, or inflates too large")
+            raw = base64.b64decode(query.encoded)
+            return zlib.decompress(raw, -15), query
+        if binding != "post":
+            raise DevIdPError("binding must be 'redirect' or 'post'")
+        if not message or len(message) > MAX_REQUEST_CHARS:
+            raise DevIdPError(f"{kind} is missing or too large")
+        try:
+            return base64.b64decode(message, validate=True), None
+        except ValueError:
+            raise DevIdPError(f"{kind} is not valid Base64") from None
+
+    def _check_query_signature(self, server: Server, sp_entity_id: str, query: Any) -> bool:
+        if query is None or query.signature is None:
+            return False
+        certs = self._sp_signing_certs(server, sp_entity_id)
+        if not certs:
+            raise DevIdPError("the message is signed but the SP's metadata has no signing key")
+        try:
+            verify_redirect_signature(query, certs, reject_sha1=True)
+        except Exception:  # noqa: BLE001 - SAMLError: not valid
+            raise DevIdPError("the message's signature does not verify") from None
+        return True
+
+    def parse_logout_request(
+        self, binding: str, *, raw_query: str | None = None, saml_request: str | None = None
+    ) -> LogoutRequestInfo:
+        """Check an SP's LogoutRequest: `raw_query` (the whole query string) for
+        "redirect", `saml_request` (the form field) for "post". Raises DevIdPError."""
+        xml, query = self._incoming(binding, raw_query, saml_request, "SAMLRequest")
+        server = self._current_server()
+        try:
+            encoded = base64.b64encode(xml).decode("ascii")
+            message = server.parse_logout_request(encoded, BINDING_HTTP_POST).message
+        except Exception as exc:  # noqa: BLE001 - pysaml2 raises anything on bad input
+            log.info("development IdP: unreadable LogoutRequest (%s: %s)", type(exc).__name__, exc)
+            raise DevIdPError("SAMLRequest is not a valid LogoutRequest for this IdP") from None
+        if message is None or not message.id or message.name_id is None:
+            raise DevIdPError("SAMLRequest is not a valid LogoutRequest for this IdP")
+        sp_entity_id = (message.issuer.text or "").strip() if message.issuer else ""
+        if sp_entity_id not in self._sp_metadata:
+            raise DevIdPError(f"unknown service provider {sp_entity_id[:200]!r}")
+        signed = message.signature is not None  # pysaml2 verified an enveloped one
+        if binding == "redirect":
+            signed = self._check_query_signature(server, sp_entity_id, query)
+        return LogoutRequestInfo(
+            request_id=message.id,
+            sp_entity_id=sp_entity_id,
+            name_id=(message.name_id.text or "").strip(),
+            session_indexes=tuple((i.text or "").strip() for i in message.session_index or []),
+            signed=signed,
+        )
+
+    def _sp_logout_endpoint(self, server: Server, sp_entity_id: str, binding: str) -> str:
+        try:
+            services = server.metadata.single_logout_service(
+                sp_entity_id, _BINDINGS[binding], "spsso"
+            )
+        except Exception:  # noqa: BLE001 - UnsupportedBinding, UnknownSystemEntity
+            services = []
+        if not services:
+            raise DevIdPError(
+                f"the SP {sp_entity_id[:200]!r} has no {binding} SingleLogoutService "
+                "in its metadata"
+            )
+        return str(services[0].get("response_location") or services[0]["location"])
+
+    def _outbound(
+        self, kind: str, xml: str, destination: str, relay_state: str | None, binding: str
+    ) -> Outbound:
+        if binding == "redirect":
+            return Outbound(
+                redirect_url(destination, kind, xml.encode("utf-8"), relay_state, self._key_pem)
+            )
+        form = {kind: base64.b64encode(xml.encode("utf-8")).decode("ascii")}
+        if relay_state is not None:
+            form["RelayState"] = relay_state
+        return Outbound(destination, form)
+
+    def create_logout_response(
+        self,
+        request: LogoutRequestInfo,
+        *,
+        relay_state: str | None = None,
+        binding: str = "redirect",
+        success: bool = True,
+    ) -> Outbound:
+        """The signed LogoutResponse to `request`, for the SP's SingleLogoutService."""
+        server = self._current_server()
+        destination = self._sp_logout_endpoint(server, request.sp_entity_id, binding)
+        code = STATUS_SUCCESS if success else STATUS_RESPONDER
+        response = server._message(  # noqa: SLF001 - pysaml2 builds the envelope
+            LogoutResponse,
+            destination,
+            in_response_to=request.request_id,
+            status=Status(status_code=StatusCode(value=code)),
+            issuer=server._issuer(),  # noqa: SLF001
+            sign=binding == "post",
+            sign_alg=self.signing_algorithm,
+            digest_alg=DIGEST_SHA256,
+        )[1]
+        log.info("development IdP: signed out of %s", request.sp_entity_id)
+        return self._outbound("SAMLResponse", str(response), destination, relay_state, binding)
+
+    def create_logout_request(
+        self,
+        sp_entity_id: str,
+        name_id: str,
+        *,
+        session_indexes: Sequence[str] = (),
+        binding: str = "redirect",
+        relay_state: str | None = None,
+        sign: bool = True,
+    ) -> tuple[str, Outbound]:
+        """An IdP-initiated LogoutRequest for `name_id` at `sp_entity_id`: (its ID, how to send)."""
+        if binding not in _BINDINGS:
+            raise DevIdPError("binding must be 'redirect' or 'post'")
+        server = self._current_server()
+        if sp_entity_id not in self._sp_metadata:
+            raise DevIdPError(f"unknown service provider {sp_entity_id[:200]!r}")
+        destination = self._sp_logout_endpoint(server, sp_entity_id, binding)
+        request_id, request = server.create_logout_request(
+            destination,
+            sp_entity_id,
+            name_id=saml.NameID(format=NAMEID_EMAIL, text=name_id),
+            session_indexes=list(session_indexes) or None,
+            sign=sign and binding == "post",
+            sign_alg=self.signing_algorithm,
+            digest_alg=DIGEST_SHA256,
+        )
+        outbound = self._outbound("SAMLRequest", str(request), destination, relay_state, binding)
+        if binding == "redirect" and not sign:
+            outbound = Outbound(outbound.url.split("&SigAlg=", 1)[0])
+        log.info("development IdP: asking %s to sign %s out", sp_entity_id, name_id)
+        return str(request_id), outbound
+
+    def parse_logout_response(
+        self, binding: str, *, raw_query: str | None = None, saml_response: str | None = None
+    ) -> LogoutResponseInfo:
+        """Read an SP's LogoutResponse (its signature checked when signed)."""
+        xml, query = self._incoming(binding, raw_query, saml_response, "SAMLResponse")
+        if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+            raise DevIdPError("SAMLResponse contains a DTD")
+        try:
+            message = logout_response_from_string(xml.decode("utf-8"))
+        except Exception:  # noqa: BLE001
+            message = None
+        if message is None or message.status is None or message.status.status_code is None:
+            raise DevIdPError("SAMLResponse is not a LogoutResponse")
+        sp_entity_id = (message.issuer.text or "").strip() if message.issuer else ""
+        if sp_entity_id not in self._sp_metadata:
+            raise DevIdPError(f"unknown service provider {sp_entity_id[:200]!r}")
+        server = self._current_server()
+        signed = False
+        if binding == "redirect":
+            signed = self._check_query_signature(server, sp_entity_id, query)
+        elif message.signature is not None:
+            try:
+                server.sec.correctly_signed_logout_response(xml.decode("utf-8"))
+            except Exception:  # noqa: BLE001
+                raise DevIdPError("the message's signature does not verify") from None
+            signed = True
+        code = message.status.status_code.value or ""
+        return LogoutResponseInfo(
+            in_response_to=message.in_response_to,
+            sp_entity_id=sp_entity_id,
+            status=code.rsplit(":", 1)[-1],
+            signed=signed,
+        )
+
+
+class DevIdP(_SingleLogout):
+    """The development IdP: metadata, AuthnRequest parsing, signed Responses, Single Logout.
 
     `base_url` is where its web pages live (`create_app` mounted there), e.g.
     `http://127.0.0.1:8000/idp`; the entity ID is `{base_url}/metadata`.
@@ -177,6 +419,7 @@ class DevIdP:
             key_pem, cert_pem = generate_key_pair("saml-middleware development IdP")
         self.cert_pem = cert_pem
         self.signing_algorithm = _signing_algorithm(key_pem)
+        self._key_pem = key_pem  # signs Redirect-binding logout messages (query signatures)
         self._key_dir = tempfile.mkdtemp(prefix="saml-devidp-")  # mode 0700
         # The private key should not outlive the IdP on disk (best effort).
         weakref.finalize(self, shutil.rmtree, self._key_dir, ignore_errors=True)
@@ -272,7 +515,10 @@ class DevIdP:
                                 (self.sso_redirect_url, BINDING_HTTP_REDIRECT),
                                 (self.sso_post_url, BINDING_HTTP_POST),
                             ],
-                            "single_logout_service": [(self.slo_url, BINDING_HTTP_REDIRECT)],
+                            "single_logout_service": [
+                                (self.slo_url, BINDING_HTTP_REDIRECT),
+                                (self.slo_url, BINDING_HTTP_POST),
+                            ],
                         },
                         "name_id_format": [NAMEID_EMAIL],
                         "want_authn_requests_signed": False,
@@ -358,7 +604,10 @@ class DevIdP:
         if not certs:
             raise DevIdPError("the request is signed but the SP's metadata has no signing key")
         try:
-            ok = any(verify_redirect_signature(query, server.sec.sec_backend, c) for _, c in certs)
+            ok = any(
+                pysaml2_verify_redirect_signature(query, server.sec.sec_backend, c)
+                for _, c in certs
+            )
         except Exception:  # noqa: BLE001
             ok = False
         if not ok:

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from ..config import StoreSettings
 from ..errors import ConfigError
-from .base import Store
+from .base import Store, StoreUnavailable
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "Store", "make_store"]
+__all__ = ["MemoryStore", "Store", "StoreUnavailable", "make_store"]
 
 
 def make_store(settings: StoreSettings) -> Store:
     """Build the store named by `store.backend`."""
     if settings.backend == "memory":
         return MemoryStore()
+    if settings.backend == "redis":
+        try:
+            from .redis import RedisStore
+        except ImportError:
+            raise ConfigError(
+                "store.backend",
+                "'redis' needs the redis client: pip install 'saml-middleware[redis]'",
+            ) from None
+        assert settings.url is not None  # config.py requires it
+        return RedisStore(
+            settings.url,
+            prefix=settings.prefix,
+            socket_timeout=settings.socket_timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
     raise ConfigError("store.backend", f"unknown backend {settings.backend!r}")

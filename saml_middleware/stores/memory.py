@@ -3,6 +3,8 @@
 Good for one process. Each entry keeps its own expiry (cachetools' TTLCache has
 one TTL per cache, so entries carry their deadline and the cache TTL is only the
 upper bound). Bounded in size: the oldest entries go first when it is full.
+The lock is a thread lock, so the WSGI adapter's threads (each on its own
+event loop) share one cache safely; no method awaits while holding it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ _MAX_TTL = 7 * 24 * 3600.0
 
 class MemoryStore:
     def __init__(self, maxsize: int = 100_000) -> None:
-        self._cache: TTLCache[str, tuple[float, dict[str, Any] | None]] = TTLCache(
-            maxsize=maxsize, ttl=_MAX_TTL
-        )
+        self._cache: TTLCache[str, tuple[float, Any]] = TTLCache(maxsize=maxsize, ttl=_MAX_TTL)
         self._lock = threading.Lock()
 
-    def _live(self, key: str, now: float) -> tuple[float, dict[str, Any] | None] | None:
+    def _live(self, key: str, now: float) -> tuple[float, Any] | None:
         entry = self._cache.get(key)
         if entry is None:
             return None
@@ -37,10 +37,19 @@ class MemoryStore:
         with self._lock:
             self._cache[key] = (time.monotonic() + ttl, copy.deepcopy(value))
 
+    async def replace(self, key: str, value: dict[str, Any], ttl: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._live(key, now) is None:
+                return False
+            self._cache[key] = (now + ttl, copy.deepcopy(value))
+            return True
+
     async def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             entry = self._live(key, time.monotonic())
-        return copy.deepcopy(entry[1]) if entry else None
+        value = entry[1] if entry else None
+        return copy.deepcopy(value) if isinstance(value, dict) else None
 
     async def pop(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -48,16 +57,39 @@ class MemoryStore:
             if entry is None:
                 return None
             del self._cache[key]
-        return entry[1]
+        return entry[1] if isinstance(entry[1], dict) else None
 
     async def add_if_absent(self, key: str, ttl: float) -> bool:
         with self._lock:
             now = time.monotonic()
             if self._live(key, now) is not None:
                 return False
-            self._cache[key] = (now + ttl, None)
+            self._cache[key] = (now + ttl, True)
             return True
 
     async def delete(self, key: str) -> None:
         with self._lock:
             self._cache.pop(key, None)
+
+    async def add_member(self, key: str, member: str, ttl: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            entry = self._live(key, now)
+            current = entry[1] if entry and isinstance(entry[1], frozenset) else frozenset()
+            self._cache[key] = (now + ttl, current | {member})
+
+    async def members(self, key: str) -> set[str]:
+        with self._lock:
+            entry = self._live(key, time.monotonic())
+        return set(entry[1]) if entry and isinstance(entry[1], frozenset) else set()
+
+    async def remove_member(self, key: str, member: str) -> None:
+        with self._lock:
+            entry = self._live(key, time.monotonic())
+            if entry is None or not isinstance(entry[1], frozenset):
+                return
+            remaining = entry[1] - {member}
+            if remaining:
+                self._cache[key] = (entry[0], remaining)
+            else:
+                del self._cache[key]

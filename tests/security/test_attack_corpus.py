@@ -37,7 +37,7 @@ from saml_middleware.devidp import DevIdP
 from tests import forge
 from tests.forge import DS, NS, SAML, SAMLP, KeyPair
 from tests.security.conftest import Canary
-from tests.security.harness import EVIL, VICTIM, Acs
+from tests.security.harness import EVIL, RELAY, VICTIM, Acs
 
 pytestmark = pytest.mark.anyio
 
@@ -286,7 +286,19 @@ def rsa_md5_signature(f: Forgery) -> None:
     )
 
 
+def replace_c14n_transform(f: Forgery, algorithm: str, child: etree._Element) -> None:
+    """The Reference's exc-c14n transform becomes `algorithm` (still two transforms)."""
+    transform = forge.one(f.signature(), "ds:SignedInfo/ds:Reference/ds:Transforms/ds:Transform[2]")
+    transform.set("Algorithm", algorithm)
+    transform.append(child)
+
+
 def xslt_transform(f: Forgery) -> None:
+    f.resign()
+    replace_c14n_transform(f, XSLT, xslt_stylesheet())
+
+
+def xslt_as_third_transform(f: Forgery) -> None:
     f.resign()
     add_transform(f, XSLT, xslt_stylesheet())
 
@@ -295,7 +307,7 @@ def xpath_transform(f: Forgery) -> None:
     f.resign()
     xpath = etree.Element(f"{{{DS}}}XPath")
     xpath.text = "count(//. | //@* | //namespace::*) > 0"
-    add_transform(f, XPATH, xpath)
+    replace_c14n_transform(f, XPATH, xpath)
 
 
 def three_transforms(f: Forgery) -> None:
@@ -342,6 +354,12 @@ def signature_on_subject(f: Forgery) -> None:
     subject = forge.one(f.assertion, "saml:Subject")
     subject.set("ID", "id-signed-subject")
     forge.sign(subject, f.keys)
+
+
+def harmless_signature_object(f: Forgery) -> None:
+    """S8: a ds:Object in the signature, holding nothing but an empty element."""
+    obj = etree.SubElement(f.signature(), f"{{{DS}}}Object")
+    etree.SubElement(obj, "{urn:example:forge}Nothing")
 
 
 def signature_object(f: Forgery) -> None:
@@ -905,6 +923,7 @@ CASES = [
     Case("S27-rsa-md5", PLAIN, rsa_md5_signature, refused(ALG)),
     Case("S27-control-rsa-sha512", ALL, sha512_signature, Login()),
     Case("S25-xslt-transform", PLAIN, xslt_transform, refused(ALG)),
+    Case("S25-xslt-as-third-transform", PLAIN, xslt_as_third_transform, refused(ALG)),
     Case("S25-xpath-transform", PLAIN, xpath_transform, refused(ALG)),
     Case("S25-three-transforms", PLAIN, three_transforms, refused(ALG)),
     Case("S25-inclusive-c14n-method", PLAIN, inclusive_c14n_method, refused(ALG)),
@@ -929,6 +948,7 @@ CASES = [
     Case("S6-xsw6", ("assertion", "both"), xsw6, refused(COUNT)),
     Case("S7-xsw7", ("assertion", "both"), xsw7, refused(DUP)),
     Case("S8-xsw8-ds-object", PLAIN, signature_object, refused(DUP)),
+    Case("S8-ds-object", PLAIN, harmless_signature_object, refused(ELEMENT)),
     Case("S9-duplicate-id-marker", PLAIN, duplicate_id_marker, refused(DUP)),
     Case("S17-two-signed-assertions", PLAIN, second_signed_assertion, refused(COUNT)),
     Case("S17-signed-plus-unsigned-assertion", PLAIN, signed_plus_unsigned_assertion,
@@ -1098,3 +1118,65 @@ async def test_attack(
     reply = await acs.post_encoded(encoded)
     await check(acs, reply, case.expectation(baseline))
     assert canary.connections == connections, "the SP fetched something from the network"
+
+
+# -- rows that need more than a status and a code -------------------------------------------------
+
+
+async def test_identity_never_comes_from_advice(
+    baselines, make_acs, sp_keys, idp_keys, attacker_keys, canary
+):
+    """S18: an IdP-signed assertion for another user inside Advice changes nothing."""
+    acs = make_acs()
+    f = Forgery(
+        "assertion",
+        copy.deepcopy(baselines["assertion"][1]),
+        idp_keys,
+        attacker_keys,
+        sp_keys,
+        canary,
+    )
+    assertion_in_advice(f)
+    reply = await acs.post_encoded(f.finish())
+    await acs.assert_logged_in(reply)
+    user = (await acs.last_browser.get(RELAY)).user
+    assert user.name_id == BSIMON and user.roles == ("Admin",)
+    assert "superadmins" not in str(user.attributes)
+
+
+async def test_genuine_response_padded_over_the_limit_is_413(baselines, make_acs):
+    """P3: the size limit holds before Base64 decoding, whatever the content."""
+    acs = make_acs()
+    limit = acs.engine.settings.security.max_request_bytes
+    xml = etree.tostring(baselines["assertion"][1])
+    padded = xml.replace(b"</ns1:Issuer>", b"</ns1:Issuer>" + b" " * limit, 1)
+    reply = await acs.post_encoded(base64.b64encode(padded).decode())
+    await acs.assert_refused(reply, "too_large", 413)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda v: v[:100] + "*" + v[100:],  # a character outside Base64
+        lambda v: v.rstrip("=")[:-1],  # padding gone
+        lambda v: v.replace("+", "-").replace("/", "_"),  # the URL-safe alphabet
+        lambda v: "",
+        lambda v: "====",
+    ],
+    ids=["bad-character", "no-padding", "url-safe-alphabet", "empty", "only-padding"],
+)
+async def test_malformed_base64_is_400(baselines, make_acs, mangle):
+    """P6: strict Base64."""
+    acs = make_acs()
+    encoded = baselines["assertion"][0]
+    if "+" not in encoded and "/" not in encoded:
+        encoded = encoded + "+/"  # make sure the alphabet case changes something
+    await acs.assert_refused(await acs.post_encoded(mangle(encoded)), "malformed", 400)
+
+
+async def test_base64_wrapped_at_76_columns_is_accepted(baselines, make_acs):
+    """P6 control: line breaks in the Base64, as real IdPs send them, are fine."""
+    acs = make_acs()
+    encoded = baselines["assertion"][0]
+    wrapped = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    await acs.assert_logged_in(await acs.post_encoded(wrapped))

@@ -13,6 +13,7 @@ import base64
 import time
 import tracemalloc
 import zlib
+from types import SimpleNamespace
 
 import pytest
 from lxml import etree
@@ -223,3 +224,47 @@ async def test_ecdsa_signed_assertions_log_in():
     method = forge.one(forge.assertion(root), "ds:Signature/ds:SignedInfo/ds:SignatureMethod")
     assert method.get("Algorithm").endswith("ecdsa-sha256")
     await acs.assert_logged_in(await acs.post(root))
+
+
+# -- the plain signature rule, whatever pysaml2 decided -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "response_signed", "assertion_signed", "refused"),
+    [
+        ({}, False, True, False),
+        ({}, True, False, True),
+        ({"security__want_response_signed": True}, False, True, True),
+        ({"security__want_response_signed": True}, True, True, False),
+        (
+            {"security__want_assertions_signed": False, "security__want_response_signed": True},
+            True,
+            False,
+            False,
+        ),
+        (
+            {"security__want_assertions_signed": False, "security__want_response_signed": True},
+            False,
+            False,
+            True,
+        ),
+    ],
+)
+def test_required_signatures_are_checked_on_what_pysaml2_returned(
+    make_acs, settings, response_signed, assertion_signed, refused
+):
+    """`_check_signed` holds the rule itself: pysaml2 decides it in a loop of retries."""
+    sp = make_acs(**settings).engine._sp
+    response = SimpleNamespace(signature=object() if response_signed else None)
+    assertion = SimpleNamespace(signature=object() if assertion_signed else None)
+    if refused:
+        assert code_of(sp._check_signed, response, assertion) == ("signature_required", 403)
+    else:
+        sp._check_signed(response, assertion)
+
+
+def test_a_ds_object_anywhere_is_refused(signed_root):
+    doc = etree.fromstring(etree.tostring(signed_root))
+    signature = forge.one(doc, "saml:Assertion/ds:Signature")
+    etree.SubElement(signature, f"{{{forge.DS}}}Object")
+    assert code_of(check_signatures, doc, reject_sha1=True) == ("invalid_signed_element", 403)
