@@ -108,6 +108,8 @@ class SecuritySettings:
     trust_forwarded_headers: bool = False
     # Single Logout messages from the IdP must be signed (pysaml2 would not check).
     want_logout_signed: bool = True
+    # "xmlsec1": pysaml2's subprocess backend; "inprocess": crypto.py on the xmlsec binding.
+    crypto_backend: str = "xmlsec1"
 
 
 @dataclass(frozen=True)
@@ -481,7 +483,10 @@ def _security(root: _Section) -> SecuritySettings:
         max_request_bytes=sec.integer("max_request_bytes", 262144, minimum=1024) or 0,
         trust_forwarded_headers=sec.flag("trust_forwarded_headers", False),
         want_logout_signed=sec.flag("want_logout_signed", True),
+        crypto_backend=sec.text("crypto_backend", "xmlsec1") or "",
     )
+    if values.crypto_backend not in CRYPTO_BACKENDS:
+        raise ConfigError(sec.key("crypto_backend"), f"must be one of {CRYPTO_BACKENDS}")
     if not (values.want_assertions_signed or values.want_response_signed):
         raise ConfigError(
             sec.key("want_assertions_signed"),
@@ -493,6 +498,7 @@ def _security(root: _Section) -> SecuritySettings:
     return values
 
 
+CRYPTO_BACKENDS = ("xmlsec1", "inprocess")
 _STORE_BACKENDS = ("memory", "redis")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 

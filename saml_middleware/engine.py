@@ -19,7 +19,19 @@ The flow, as a browser sees it:
   (no InResponseTo) are accepted only when allowed, and land on a safe
   RelayState path or `paths.after_login`.
 * `GET {prefix}/metadata/`: the SP metadata to give the IdP.
-* `GET|POST {prefix}/logout/`: the local session ends.
+* `GET|POST {prefix}/logout/`: the local session ends (a POST; GET shows the
+  button) and, when the IdP has a Single Logout endpoint, a LogoutRequest
+  goes to it (its ID kept in the store, like an AuthnRequest's).
+* `GET|POST {prefix}/sls/`: Single Logout Service (slo.py). The IdP's
+  LogoutResponse to ours is checked and taken once; an IdP-initiated
+  LogoutRequest (signed, for this SLS, recent, used once) ends the sessions of
+  its NameID (all of them with server-side sessions, cookie or not) and is
+  answered with a LogoutResponse.
+
+Sessions are a signed cookie or, with `session.backend = "store"`, a signed id
+in the cookie and the session in the store (session.py). A store that cannot
+be reached (Redis down) makes login, the ACS and server-side sessions answer
+503; cookie sessions carry on.
 
 Every refusal is a `SAMLError` turned into a 4xx page (or JSON) here, logged
 with its code; nothing the browser sends can produce a stack trace.
@@ -72,6 +84,7 @@ from .slo import (
     LogoutRequestMessage,
     LogoutResponseMessage,
     RedirectMessage,
+    build_logout_request,
     build_logout_response,
     inspect_logout_request,
     inspect_logout_response,
@@ -419,15 +432,48 @@ class Engine:
             origin is not None and not self._origin_allowed(origin)
         ):
             raise SAMLError("csrf", "Sign out from this site's own pages.", 403)
-        await self._end_session(request)
-        return Response(
-            303,
-            [
-                ("location", _location(next_url)),
-                ("set-cookie", self.sessions.clear_header()),
-                _NO_STORE,
-            ],
-        )
+        session = await self._end_session(request)
+        headers = [("set-cookie", self.sessions.clear_header()), _NO_STORE]
+        if session is not None:
+            outgoing = await self._single_logout(session, next_url)
+            if outgoing is not None:
+                return _outgoing_response(outgoing, headers)
+        return Response(303, [("location", _location(next_url)), *headers])
+
+    async def _single_logout(self, session: Session, next_url: str) -> Outgoing | None:
+        """SP-initiated Single Logout: the LogoutRequest for the IdP, or None (local only).
+
+        Local only when the IdP has no Single Logout Service, when the user
+        signed in at another IdP (metadata changed since), or when the store
+        cannot keep the request (the user is signed out here all the same).
+        """
+        user = session.user
+        sp = await self.service_provider()
+        if user.issuer != sp.idp.entity_id:
+            return None
+        try:
+            built = await asyncio.to_thread(
+                build_logout_request,
+                sp,
+                name_id=user.name_id,
+                name_id_format=user.name_id_format,
+                session_index=user.session_index,
+                lifetime_seconds=OUTSTANDING_REQUEST_TTL,
+            )
+        except Exception:  # pysaml2 or a key that cannot sign: never a 500 at sign-out
+            log.exception("single logout skipped: the LogoutRequest could not be built")
+            return None
+        if built is None:
+            return None
+        request_id, outgoing = built
+        try:
+            await self.store.put(
+                f"logout:{request_id}", {"next": next_url}, OUTSTANDING_REQUEST_TTL
+            )
+        except StoreUnavailable:
+            log.warning("single logout skipped: the store is unavailable; signed out locally")
+            return None
+        return outgoing
 
     async def sls(self, request: HttpRequest) -> Response:
         """Single Logout Service: the IdP's LogoutRequest, or its LogoutResponse to ours.
@@ -481,11 +527,11 @@ class Engine:
             f"logout-request:{sp.idp.entity_id}:{message.id}", LOGOUT_MESSAGE_MAX_AGE + 2 * skew
         ):
             raise SAMLError("replay", "This sign-out request has already been used.")
+        own = await self._session_or_none(request)  # before revoke, which may end it
         ended = await self.sessions.revoke(
             sp.idp.entity_id, message.name_id, message.session_indexes
         )
         headers = [_NO_STORE]
-        own = await self._session_or_none(request)
         if own is not None and _is_subject(own.user, sp.idp.entity_id, message):
             with contextlib.suppress(StoreUnavailable):  # revoke just used the store
                 await self.sessions.end(own)
@@ -497,14 +543,18 @@ class Engine:
             "ended" if len(headers) > 1 else "not concerned",
             extra={"saml_name_id_hash": _digest(message.name_id)},
         )
-        outgoing = await asyncio.to_thread(
-            build_logout_response,
-            sp,
-            in_response_to=message.id,
-            binding="redirect" if query is not None else "post",
-            relay_state=relay_state,
-        )
-        if outgoing is None:  # nowhere to answer: say so to the browser
+        try:
+            outgoing = await asyncio.to_thread(
+                build_logout_response,
+                sp,
+                in_response_to=message.id,
+                binding="redirect" if query is not None else "post",
+                relay_state=relay_state,
+            )
+        except Exception:  # the sessions are ended: a failed answer must not hide that
+            log.exception("the LogoutResponse to the IdP could not be built")
+            outgoing = None
+        if outgoing is None:  # nowhere (or nothing) to answer: say so to the browser
             return Response(
                 200,
                 [("content-type", "text/html; charset=utf-8"), *headers],

@@ -54,6 +54,8 @@ from saml2.sigver import (
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 
 from .config import Settings
+from .crypto import CryptoBackendError
+from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
 
@@ -129,6 +131,9 @@ UNVERIFIABLE_REASON = (
 # A Response older than this (by its IssueInstant) is refused whatever its
 # other times say: an IdP's answer is posted by the browser within seconds.
 MAX_RESPONSE_AGE_SECONDS = 3600
+
+# Deepest element accepted in a SAML message (a real one is about 10 levels deep).
+MAX_XML_DEPTH = 64
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,
@@ -250,7 +255,21 @@ def parse_xml(data: bytes) -> etree._Element:
         raise SAMLError("malformed", "The SAML message is not well-formed XML.", 400) from None
     if root.getroottree().docinfo.doctype:
         raise SAMLError("dtd_forbidden", "The SAML message contains a DTD.", 400)
+    if _depth_exceeds(root, MAX_XML_DEPTH):
+        raise SAMLError("malformed", "The SAML message is nested too deeply.", 400)
     return root
+
+
+def _depth_exceeds(root: etree._Element, limit: int) -> bool:
+    """True when some element lies deeper than `limit`: real SAML messages are shallow
+    (about 10 levels), while deep trees only serve to exhaust a recursive parser."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
@@ -461,6 +480,16 @@ class ServiceProvider:
             raise ConfigError("idp", f"pysaml2 could not load the IdP metadata ({exc})") from None
         self.client = Saml2Client(config=config)
         self.client.users = _NoPopulation()
+        if settings.security.crypto_backend == "inprocess":
+            try:
+                install_crypto(
+                    self.client,
+                    reject_sha1=settings.security.reject_sha1,
+                    allow_aes_cbc=True,
+                    allow_3des=True,
+                )
+            except CryptoBackendError as exc:
+                raise ConfigError("security.crypto_backend", str(exc)) from None
 
     def __del__(self) -> None:
         if self._keydir:
@@ -486,15 +515,21 @@ class ServiceProvider:
 
     def _pysaml2_config(self) -> dict[str, Any]:
         s = self.settings
-        try:
-            xmlsec = get_xmlsec_binary()
-        except SigverError:
-            raise ConfigError(
-                "security", "the xmlsec1 program is required (Debian: apt-get install xmlsec1)"
-            ) from None
+        backend: dict[str, Any]
+        if s.security.crypto_backend == "xmlsec1":
+            try:
+                backend = {"xmlsec_binary": get_xmlsec_binary()}
+            except SigverError:
+                raise ConfigError(
+                    "security.crypto_backend",
+                    "the xmlsec1 program is required (Debian: apt-get install xmlsec1), "
+                    "or choose 'inprocess'",
+                ) from None
+        else:  # pysaml2's own backend object is replaced by crypto.install()
+            backend = {"crypto_backend": "XMLSecurity"}
         return {
             "entityid": s.sp.entity_id,
-            "xmlsec_binary": xmlsec,
+            **backend,
             "metadata": {"inline": [self.idp.xml]},
             "allow_unknown_attributes": True,
             "accepted_time_diff": s.security.clock_skew_seconds,
@@ -504,6 +539,11 @@ class ServiceProvider:
                 "sp": {
                     "endpoints": {
                         "assertion_consumer_service": [(self.acs_url, BINDING_HTTP_POST)],
+                        # Single Logout (slo.py, engine.sls): both bindings, one URL.
+                        "single_logout_service": [
+                            (s.endpoint_url("sls"), BINDING_HTTP_REDIRECT),
+                            (s.endpoint_url("sls"), BINDING_HTTP_POST),
+                        ],
                     },
                     "want_assertions_signed": s.security.want_assertions_signed,
                     "want_response_signed": s.security.want_response_signed,
@@ -654,6 +694,11 @@ class ServiceProvider:
             if "signature missing" in str(exc).lower():
                 raise SAMLError(
                     "signature_required", "The SAML response is not signed as required."
+                ) from None
+            text = str(exc)
+            if "signature refused:" in text and "not allowed" in text:  # crypto.py allow-lists
+                raise SAMLError(
+                    "disallowed_algorithm", "The SAML response uses an algorithm not allowed."
                 ) from None
             raise SAMLError(
                 "invalid_signature", "The SAML response signature is not valid."

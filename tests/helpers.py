@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -21,6 +22,8 @@ def settings_for(trusted_idp: DevIdP, **overrides: Any) -> dict[str, Any]:
         "secret_key": SECRET,
         "idp": {"metadata_xml": trusted_idp.metadata_xml()},
         "roles": {"map": {"admins": ["Admin"], "developers": ["Member"]}},
+        # scripts/test runs the ACS and security suites once per backend.
+        "security": {"crypto_backend": os.environ.get("SAML_TEST_CRYPTO_BACKEND", "xmlsec1")},
     }
     for key, value in overrides.items():
         if "__" in key:

@@ -215,7 +215,8 @@ def test_logout_ends_the_session(make_client, devidp):
     assert confirm.status_code == 200 and "action='/saml/logout/'" in confirm.text
     assert json_get(client, "/me").status_code == 200
     reply = client.post("/saml/logout/")
-    assert reply.status_code == 303 and reply.headers["location"] == "/"
+    assert reply.status_code == 303  # on to the dev IdP's Single Logout (tests/test_slo*.py)
+    assert reply.headers["location"].startswith(devidp.slo_url + "?SAMLRequest=")
     assert "Max-Age=0" in reply.headers["set-cookie"]
     assert json_get(client, "/me").status_code == 401
 
@@ -303,7 +304,15 @@ def test_mounted_app_sends_the_browser_under_its_mount(make_client, devidp, capl
     confirm = client.get(f"{MOUNT}/saml/logout/")
     assert f"action='{MOUNT}/saml/logout/'" in confirm.text
     logout = client.post(f"{MOUNT}/saml/logout/")
-    assert logout.status_code == 303 and logout.headers["location"] == f"{MOUNT}/"
+    assert logout.status_code == 303 and logout.headers["location"].startswith(devidp.slo_url)
+    # The IdP's LogoutResponse comes back under the mount; then on to after_logout there.
+    info = devidp.parse_logout_request(
+        "redirect", raw_query=logout.headers["location"].split("?")[1]
+    )
+    back = urlsplit(devidp.create_logout_response(info).url)
+    assert back.path == f"{MOUNT}/saml/sls/"
+    done = client.get(f"{back.path}?{back.query}")
+    assert done.status_code == 303 and done.headers["location"] == f"{MOUNT}/"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 

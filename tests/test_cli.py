@@ -305,7 +305,8 @@ async def test_demo_full_sp_initiated_login(demo_app):
         assert confirm.status_code == 200 and "set-cookie" not in confirm.headers
         assert (await client.get("/profile")).status_code == 200
         signed_out = await client.post("/saml/logout/")
-        assert signed_out.status_code == 303 and signed_out.headers["location"] == "/"
+        assert signed_out.status_code == 303  # on to the dev IdP's Single Logout
+        assert "/idp/slo?SAMLRequest=" in signed_out.headers["location"]
         again = await client.get("/profile", headers={"accept": "text/html"})
         assert again.status_code == 303 and again.headers["location"].startswith("/saml/login/")
 

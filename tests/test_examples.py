@@ -118,7 +118,8 @@ def test_flask_login_profile_admin_and_sign_out(flask_client, devidp):
     assert profile.headers["cache-control"] == "no-store"
     assert flask_client.get("/admin", headers=HTML).status_code == 200
     out = flask_client.post("/saml/logout/", headers=HTML)
-    assert out.status_code == 303 and out.headers["location"] == "/"
+    assert out.status_code == 303  # on to the dev IdP's Single Logout
+    assert out.headers["location"].startswith(devidp.slo_url + "?SAMLRequest=")
     assert "Sign in</a>" in flask_client.get("/", headers=HTML).text
 
 

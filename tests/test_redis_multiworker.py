@@ -259,3 +259,30 @@ def test_one_answer_posted_to_both_workers_at_once_is_accepted_once(
     assert len(statuses) == 2 * POSTS_PER_WORKER
     assert statuses.count(303) == 1, statuses
     assert set(statuses) == {303, 403}, statuses
+
+
+@pytest.mark.anyio
+async def test_a_session_revoked_by_single_logout_on_one_engine_is_gone_on_the_other(
+    devidp: DevIdP, redis_url: str, redis_prefix: str
+) -> None:
+    settings = settings_for(
+        devidp,
+        session__backend="store",
+        store={"backend": "redis", "url": redis_url, "prefix": redis_prefix},
+    )
+    a, b = Engine(settings), Engine(settings)
+    devidp.add_service_provider(a.sp_metadata_xml())
+    on_a = Browser(a, devidp)
+    assert (await on_a.login("bsimon")).status == 303
+    assert isinstance(await on_a.get("/reports"), PassThrough)
+
+    _, outbound = devidp.create_logout_request(a.settings.sp.entity_id, "B.Simon@contoso.com")
+    parts = urlsplit(outbound.url)
+    answered = await b.handle(request("GET", f"{parts.path}?{parts.query}"))  # no cookie
+    assert isinstance(answered, Response) and answered.status == 303
+
+    gone = await on_a.get("/reports", accept="application/json")
+    assert isinstance(gone, Response) and gone.status == 401
+    # The same LogoutRequest replayed at A is refused: one Redis remembers it.
+    again = await a.handle(request("GET", f"{parts.path}?{parts.query}"))
+    assert isinstance(again, Response) and header(again, "x-saml-error") == "replay"
