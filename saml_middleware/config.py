@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from .claims import PRESET_ROLE_ATTRIBUTES, PRESETS, USER_FIELDS
 from .errors import ConfigError
 
@@ -255,6 +260,27 @@ def _read_pem(sec: _Section, pem_key: str, file_key: str, marker: str) -> str | 
     return pem
 
 
+def _check_key_pair(sec: _Section, key_pem: str, cert_pem: str, *, sign: bool) -> None:
+    """Refuse at start-up what would otherwise fail at the first login: a key that does
+    not load (or is password-protected), a certificate of another key, or a non-RSA key
+    for signed requests (they are signed with RSA-SHA256)."""
+    key_name = "key_file" if sec.raw.get("key_file") else "key_pem"
+    cert_name = "cert_file" if sec.raw.get("cert_file") else "cert_pem"
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(sec.key(key_name), "is not an unencrypted PEM private key") from None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    except ValueError:
+        raise ConfigError(sec.key(cert_name), "is not a valid PEM certificate") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise ConfigError(sec.key(cert_name), "is not the certificate of the private key")
+    if sign and not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(sec.key("sign_authn_requests"), "needs an RSA key")
+
+
 # -- sections ---------------------------------------------------------------------
 
 
@@ -329,6 +355,8 @@ def _sp(root: _Section, base_url: str, prefix: str) -> SPSettings:
     sign = sec.flag("sign_authn_requests", False)
     if sign and not key_pem:
         raise ConfigError(sec.key("sign_authn_requests"), "needs sp.key_file and sp.cert_file")
+    if key_pem and cert_pem:
+        _check_key_pair(sec, key_pem, cert_pem, sign=sign)
     sec.done()
     return SPSettings(entity_id, key_pem, cert_pem, name_id_format, sign)
 

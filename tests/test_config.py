@@ -924,3 +924,54 @@ def test_role_map_default_and_require() -> None:
     assert dict(roles.map) == {"admins": ("Admin",), "developers": ("Member",)}
     assert roles.default == ("Viewer",)
     assert roles.require_mapped_role is True
+
+
+# -- the SP key pair is checked at start-up, not at the first login ---------------------
+
+
+def _pair(kind: str = "rsa") -> tuple[str, str]:
+    from saml_middleware.keys import generate_key_pair
+
+    return generate_key_pair("sp.example.test", kind=kind)
+
+
+def test_sp_key_pair_loads():
+    key, cert = _pair()
+    settings = load_settings(
+        base(sp={"key_pem": key, "cert_pem": cert, "sign_authn_requests": True})
+    )
+    assert settings.sp.sign_authn_requests
+
+
+def test_sp_certificate_of_another_key_is_refused():
+    key, _ = _pair()
+    _, other_cert = _pair()
+    with pytest.raises(ConfigError) as err:
+        load_settings(base(sp={"key_pem": key, "cert_pem": other_cert}))
+    assert err.value.key == "sp.cert_pem"
+    assert "PRIVATE" not in str(err.value)
+
+
+def test_ec_key_cannot_sign_requests():
+    key, cert = _pair("ec")
+    load_settings(base(sp={"key_pem": key, "cert_pem": cert}))  # fine for metadata
+    with pytest.raises(ConfigError) as err:
+        load_settings(base(sp={"key_pem": key, "cert_pem": cert, "sign_authn_requests": True}))
+    assert err.value.key == "sp.sign_authn_requests"
+
+
+def test_password_protected_or_broken_key_is_refused():
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert = _pair()
+    loaded = serialization.load_pem_private_key(key.encode(), password=None)
+    encrypted = loaded.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    ).decode()
+    for bad in (encrypted, key.replace("\n", "\\n")):
+        with pytest.raises(ConfigError) as err:
+            load_settings(base(sp={"key_pem": bad, "cert_pem": cert}))
+        assert err.value.key == "sp.key_pem"
+        assert bad[40:80] not in str(err.value)

@@ -301,7 +301,7 @@ def all_examples() -> list[Example]:
 def stand_in_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Files of the right kind for the settings keys that name files."""
     folder = tmp_path_factory.mktemp("docs-files")
-    key_pem, cert_pem = generate_key_pair("docs example", kind="ec", days=1)
+    key_pem, cert_pem = generate_key_pair("docs example", days=1)
     files = {"key_file": key_pem, "cert_file": cert_pem, "metadata_file": "<EntityDescriptor/>"}
     paths = {}
     for key, content in files.items():

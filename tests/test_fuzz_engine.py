@@ -8,7 +8,9 @@ no session that a mutated response did not earn.
   ever sent to a same-origin path (or an allowed host, for `next`).
 * any path, method and cookie: an answer or a pass-through, never a crash.
 
-The Single Logout Service gets the same treatment when it exists (issue 5).
+* the Single Logout Service: random Redirect queries and POST forms (random fields,
+  deflated or plain XML fragments, signatures and algorithms): always a 4xx, never a
+  session.
 
 Budget: `SAML_FUZZ_EXAMPLES` examples in all (default 200, shared between the
 tests in proportion to their cost), no deadline. A longer run:
@@ -41,12 +43,13 @@ from tests.helpers import SP_BASE, header, request, settings_for
 TOTAL = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
 # Shares of the budget, by test (the ones that run xmlsec1 cost ~50-150 ms per example).
 SHARES = {
-    "form": 0.20,
+    "sls": 0.10,
+    "form": 0.15,
     "mutated_both_signed": 0.25,
     "mutated_assertion_signed": 0.15,
     "next": 0.15,
     "relay_state": 0.10,
-    "anything": 0.15,
+    "anything": 0.10,
 }
 
 
@@ -372,3 +375,45 @@ def test_fuzz_any_request_is_answered(idp, method, path, query, cookie, headers)
     assert_sane(reply)
     if isinstance(reply, PassThrough):
         assert not reply.user.is_authenticated  # a random cookie is never a session
+
+
+_SLS_XML = st.sampled_from(
+    [
+        b"<samlp:LogoutRequest xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'/>",
+        b"<samlp:LogoutResponse xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol' ID='x'/>",
+        b"<!DOCTYPE x [<!ENTITY e 'e'>]><x>&e;</x>",
+        b"<a>" * 500,
+        b"",
+    ]
+) | st.binary(max_size=300)
+
+
+def _encoded(xml: bytes, deflate: bool) -> str:
+    data = zlib.compress(xml)[2:-4] if deflate else xml
+    return base64.b64encode(data).decode()
+
+
+@budget("sls")
+@given(
+    method=st.sampled_from(["GET", "POST"]),
+    name=st.sampled_from(["SAMLRequest", "SAMLResponse", "samlrequest", "RelayState"]),
+    xml=_SLS_XML,
+    deflate=st.booleans(),
+    extra=st.dictionaries(
+        st.sampled_from(["RelayState", "SigAlg", "Signature", "SAMLRequest", "x"]),
+        st.text(max_size=60),
+        max_size=4,
+    ),
+)
+def test_fuzz_sls_is_always_a_4xx_and_never_a_session(idp, method, name, xml, deflate, extra):
+    engine = make_engine(idp)
+    fields = {**extra, name: _encoded(xml, deflate)}
+    if method == "GET":
+        req = request("GET", "/saml/sls/?" + urlencode(fields))
+    else:
+        req = request("POST", "/saml/sls/", form=fields)
+    reply = run(engine, req)
+    assert isinstance(reply, Response)
+    assert 400 <= reply.status < 500, (reply.status, reply.body[:200])
+    cookie = header(reply, "set-cookie") or ""
+    assert not re.match(r"saml_session=[^;]", cookie)
