@@ -14,7 +14,6 @@ origin like a real IdP. Port 0 picks a free port; the URLs are printed first:
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import signal
 import socket
@@ -26,26 +25,13 @@ from socketserver import ThreadingMixIn
 from typing import Any, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from saml_middleware.cli import demo_settings
+from saml_middleware.cli import demo_settings, loopback_host
 from saml_middleware.devidp import DevIdP, create_app
 from saml_middleware.engine import Engine
 
 # settings -> (the app to serve, the engine whose SP metadata the IdP trusts)
 Build = Callable[[dict[str, Any]], tuple[Any, Engine]]
 STOP_SECONDS = 5
-
-
-def _loopback(text: str) -> str:
-    """Only loopback addresses: the development IdP must not be reachable from outside."""
-    if text == "localhost":
-        return text
-    try:
-        address = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a loopback address") from None
-    if not address.is_loopback:
-        raise argparse.ArgumentTypeError(f"{text} is not a loopback address")
-    return str(address)
 
 
 def _port(text: str) -> int:
@@ -126,7 +112,7 @@ def run(
         prog=prog,
         description=f"Serve examples/{name} with the development IdP (NOT FOR PRODUCTION).",
     )
-    parser.add_argument("--host", type=_loopback, default="127.0.0.1", help="loopback address")
+    parser.add_argument("--host", type=loopback_host, default="127.0.0.1", help="loopback address")
     parser.add_argument("--port", type=_port, default=8000, help="the app's port (0: any)")
     parser.add_argument("--idp-port", type=_port, default=9000, help="the IdP's port (0: any)")
     args = parser.parse_args(argv)

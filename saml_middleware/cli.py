@@ -98,7 +98,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _loopback_host(text: str) -> str:
+def loopback_host(text: str) -> str:
     """Only loopback addresses: the development IdP must not be reachable from outside."""
     if text == "localhost":
         return text
@@ -898,7 +898,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> None:
     parser.add_argument(
         "--host",
-        type=_loopback_host,
+        type=loopback_host,
         default="127.0.0.1",
         help="loopback address to listen on (default: %(default)s)",
     )

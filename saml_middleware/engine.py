@@ -254,7 +254,15 @@ class Engine:
                 extra={"saml_error": err.code},
             )
             if endpoint == self.acs:
-                login_log.info("login failed", extra={"saml_outcome": err.code})
+                login_log.info(
+                    "login failed: %s",
+                    err.code,
+                    extra={
+                        "saml_outcome": err.code,
+                        "saml_tenant": None,
+                        "saml_issuer": self.metadata.current().entity_id,
+                    },
+                )
             return self.error_response(err, request)
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.path)
@@ -382,6 +390,7 @@ class Engine:
             "login ok",
             extra={
                 "saml_outcome": "ok",
+                "saml_tenant": user.tenant,
                 "saml_issuer": verified.issuer,
                 "saml_name_id_hash": _digest(user.name_id),
                 "saml_idp_initiated": record is None,

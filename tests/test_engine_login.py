@@ -311,3 +311,20 @@ async def test_require_mapped_role_refuses_user_without_role(make_engine, devidp
     reply = await Browser(engine, devidp).login("cnoroles")
     assert reply.status == 403 and header(reply, "x-saml-error") == "no_mapped_role"
     assert (await Browser(engine, devidp).login("bsimon")).status == 303
+
+
+async def test_each_login_leaves_one_structured_record_without_the_name_id(engine, devidp, caplog):
+    with caplog.at_level(logging.INFO, logger="saml_middleware.login"):
+        await Browser(engine, devidp).login("bsimon")
+        response = devidp.create_response(
+            "bsimon", sp_entity_id=engine.settings.sp.entity_id, in_response_to="id-unknown"
+        )
+        await Browser(engine, devidp).post_acs(response)
+    records = [r for r in caplog.records if r.name == "saml_middleware.login"]
+    assert [r.saml_outcome for r in records] == ["ok", "wrong_in_response_to"]
+    for record in records:
+        assert record.saml_issuer == devidp.entity_id
+        assert record.saml_tenant is None
+        assert "B.Simon" not in record.getMessage()
+    assert len(records[0].saml_name_id_hash) == 16
+    assert "B.Simon" not in records[0].saml_name_id_hash
