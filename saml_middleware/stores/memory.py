@@ -1,8 +1,9 @@
-"""The embedded default store: a cachetools TTL cache behind a lock.
+"""The embedded default store: a cachetools TLRU cache behind a lock.
 
-Good for one process. Each entry keeps its own expiry (cachetools' TTLCache has
-one TTL per cache, so entries carry their deadline and the cache TTL is only the
-upper bound). Bounded in size: the oldest entries go first when it is full.
+Good for one process. Each entry carries its own deadline, and the cache expires
+it then (TLRU: time-aware LRU), so expired outstanding requests and replay marks
+leave the cache by themselves. Bounded in size: when it is full, expired entries
+go first, then the least recently used.
 The lock is a thread lock, so the WSGI adapter's threads (each on its own
 event loop) share one cache safely; no method awaits while holding it.
 """
@@ -14,14 +15,18 @@ import threading
 import time
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
-_MAX_TTL = 7 * 24 * 3600.0
+
+def _deadline(_key: str, entry: tuple[float, Any], _now: float) -> float:
+    return entry[0]
 
 
 class MemoryStore:
     def __init__(self, maxsize: int = 100_000) -> None:
-        self._cache: TTLCache[str, tuple[float, Any]] = TTLCache(maxsize=maxsize, ttl=_MAX_TTL)
+        self._cache: TLRUCache[str, tuple[float, Any]] = TLRUCache(
+            maxsize=maxsize, ttu=_deadline, timer=time.monotonic
+        )
         self._lock = threading.Lock()
 
     def _live(self, key: str, now: float) -> tuple[float, Any] | None:
