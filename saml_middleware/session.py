@@ -54,6 +54,9 @@ _TOO_LARGE = (
 )
 
 
+_VERIFIED_CACHE_SIZE = 2048
+
+
 @dataclass(frozen=True)
 class Session:
     user: SAMLUser
@@ -93,6 +96,12 @@ class SessionCodec:
         )
         idle = settings.idle_timeout_seconds
         self._refresh_after = max(1, idle // 10) if idle else None
+        # Cookie value -> what its verified payload said. A browser sends the same
+        # cookie on every request: verify its signature once, not on each one. Only
+        # values whose signature verified get in; the timeouts are still checked
+        # on every request. Bounded: emptied when full (a dict's single operations
+        # are atomic, so WSGI threads need no lock).
+        self._verified: dict[str, tuple[SAMLUser, str, float, float]] = {}
 
     def encode(
         self, user: SAMLUser, *, session_id: str | None = None, login_time: float | None = None
@@ -170,14 +179,22 @@ class SessionCodec:
         if not value or len(value) > 8192:
             return None
         now = self._clock()
-        try:
-            payload, stamped = self._serializer.loads(value, return_timestamp=True)
-            login_time = float(payload["iat"])
-            user = SAMLUser.from_dict(payload["u"])
-            session_id = str(payload["sid"])
-        except (BadData, KeyError, TypeError, ValueError):
-            return None
-        last_active = stamped.timestamp()
+        hit = self._verified.get(value)
+        if hit is None:
+            try:
+                payload, stamped = self._serializer.loads(value, return_timestamp=True)
+                hit = (
+                    SAMLUser.from_dict(payload["u"]),
+                    str(payload["sid"]),
+                    float(payload["iat"]),
+                    stamped.timestamp(),
+                )
+            except (BadData, KeyError, TypeError, ValueError):
+                return None
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[value] = hit
+        user, session_id, login_time, last_active = hit
         if now - login_time > self.settings.max_age_seconds or login_time > now + 60:
             return None
         idle = self.settings.idle_timeout_seconds
