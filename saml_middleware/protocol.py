@@ -35,7 +35,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode
 
 from lxml import etree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml, samlp
@@ -424,7 +423,7 @@ def _decryption_failed() -> SAMLError:
 
 def _check_issue_instant(value: str | None, now: float, skew: int, what: str) -> None:
     """IssueInstant neither in the future nor older than MAX_RESPONSE_AGE_SECONDS (with skew)."""
-    instant = _epoch(value)
+    instant = saml_instant(value)
     if instant is None:
         raise SAMLError("malformed", f"The SAML {what} has no IssueInstant.", 400)
     if instant > now + skew:
@@ -447,13 +446,13 @@ def _status_name(status_code: etree._Element) -> str:
     return "/".join(names[:3])
 
 
-def _epoch(value: str | None) -> float | None:
-    """SAML dateTime (UTC, optional fraction) -> epoch seconds."""
+def saml_instant(value: str | None) -> float | None:
+    """SAML dateTime (UTC, optional fraction) -> epoch seconds; None when absent."""
     if not value:
         return None
     m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]00:00)?", value.strip())
     if not m:
-        raise SAMLError("malformed", "The SAML response has an invalid timestamp.", 400)
+        raise SAMLError("malformed", "The SAML message has an invalid timestamp.", 400)
     stamp = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     return stamp.timestamp() + float(m.group(2) or 0)
 
@@ -752,8 +751,8 @@ class ServiceProvider:
             audiences = {(a.text or "").strip() for a in restriction.audience}
             if self.settings.sp.entity_id not in audiences:
                 raise SAMLError("wrong_audience", "The SAML assertion is meant for another site.")
-        not_before = _epoch(conditions.not_before)
-        not_on_or_after = _epoch(conditions.not_on_or_after)
+        not_before = saml_instant(conditions.not_before)
+        not_on_or_after = saml_instant(conditions.not_on_or_after)
         if not_before is not None and now + skew < not_before:
             raise SAMLError("not_yet_valid", "The SAML assertion is not valid yet.")
         if not_on_or_after is not None and now - skew >= not_on_or_after:
@@ -769,7 +768,7 @@ class ServiceProvider:
         if assertion.authn_statement:
             statement = assertion.authn_statement[0]
             session_index = statement.session_index
-            session_end = _epoch(statement.session_not_on_or_after)
+            session_end = saml_instant(statement.session_not_on_or_after)
             if session_end is not None and now - skew >= session_end:
                 raise SAMLError("expired", "The IdP session has already ended.")
         else:
@@ -821,7 +820,7 @@ class ServiceProvider:
             data = confirmation.subject_confirmation_data
             if data is None or data.recipient != self.acs_url:
                 continue
-            expiry = _epoch(data.not_on_or_after)
+            expiry = saml_instant(data.not_on_or_after)
             if expiry is None or now - skew >= expiry:
                 code = "expired"
                 problem = "The SAML assertion has expired."
@@ -872,8 +871,3 @@ def _attributes(assertion: saml.Assertion) -> dict[str, list[str]]:
                 if value.text is not None:
                     values.append(value.text.strip())
     return found
-
-
-def redirect_with(url: str, params: Mapping[str, str]) -> str:
-    """`url` with `params` appended to its query string."""
-    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"

@@ -46,7 +46,7 @@ from saml2.sigver import SignatureError
 
 from .crypto import XmlSecBackend
 from .errors import SAMLError
-from .protocol import DIGEST_SHA256, NS, Outgoing, ServiceProvider, parse_xml
+from .protocol import DIGEST_SHA256, NS, Outgoing, ServiceProvider, parse_xml, saml_instant
 
 _SAMLP = NS["samlp"]
 _SAML = NS["saml"]
@@ -358,16 +358,10 @@ def _issuer(root: etree._Element) -> str | None:
 
 
 def _instant(value: str | None, *, required: bool = False) -> float | None:
-    """SAML dateTime (UTC, optional fraction) -> epoch seconds."""
-    if not value:
-        if required:
-            raise SAMLError("malformed", "The sign-out message has no IssueInstant.", 400)
-        return None
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]00:00)?", value.strip())
-    if not match:
-        raise SAMLError("malformed", "The sign-out message has an invalid timestamp.", 400)
-    stamp = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    return stamp.timestamp() + float(match.group(2) or 0)
+    """`saml_instant`, refusing a missing value when the message must carry one."""
+    if not value and required:
+        raise SAMLError("malformed", "The sign-out message has no IssueInstant.", 400)
+    return saml_instant(value)
 
 
 def pem_certificates(bodies: Sequence[str]) -> list[str]:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import stop_process
+
 START_SECONDS = 10.0
 STOP_SECONDS = 5.0
 # Loopback only, nothing written to disk, in the foreground (the fixture owns the process).
@@ -101,12 +103,7 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_SECONDS)
+        stop_process(process, STOP_SECONDS)
 
 
 def started_server() -> RedisServer:

@@ -19,7 +19,7 @@ import pytest
 from saml_middleware.cli import build_demo_app, main
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine
-from tests.helpers import settings_for
+from tests.helpers import settings_for, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 HOST, PORT = "127.0.0.1", 8000
@@ -207,12 +207,7 @@ def served_dev_idp(tmp_path) -> Iterator[tuple[Server, DevIdP, Engine]]:
             pytest.fail(f"dev-idp did not start: {(tmp_path / 'server.log').read_text()}")
         yield Server(process, first), placeholder, engine
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, 10)
         log.close()
 
 

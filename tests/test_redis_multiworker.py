@@ -31,7 +31,7 @@ import pytest
 
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
-from tests.helpers import Browser, header, request, settings_for
+from tests.helpers import Browser, header, request, settings_for, stop_process
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,12 +139,7 @@ def worker(kind: str, name: str, settings: dict[str, Any], log_path: Path) -> It
                     time.sleep(0.1)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_SECONDS)
+            stop_process(process, STOP_SECONDS)
 
 
 @pytest.fixture

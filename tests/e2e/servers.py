@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import stop_process
+
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -94,12 +96,7 @@ def serve_command(argv: list[str], log_path: Path) -> Iterator[tuple[str, str]]:
                     time.sleep(0.1)
         yield app.group(1), idp.group(1)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_SECONDS)
+        stop_process(process, STOP_SECONDS)
         log.close()
 
 
