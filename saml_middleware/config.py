@@ -7,6 +7,7 @@ Nothing reads the raw dict after `load_settings`: every part receives the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -129,6 +130,34 @@ class StoreSettings:
     max_connections: int = 50
 
 
+# An organization slug, as Contentstack's "SSO Name": lowercase letters, digits
+# and hyphens; it becomes a URL path segment and part of the SP entity ID.
+SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """One organization: its own IdP and SP URLs, inside a full `Settings`."""
+
+    slug: str
+    name: str
+    enabled: bool
+    # True: the organization's paths need one of its SSO sessions; False: anonymous
+    # requests pass through (the app's own login, e.g. an owner's password, works).
+    strict: bool
+    settings: Settings  # the app's settings with this organization's parts merged in
+
+
+@dataclass(frozen=True)
+class TenantOptions:
+    """`tenant_options`: which organization a path belongs to, and loader caching."""
+
+    # ("path_prefix", "/organizations/") | ("host", "{slug}.example.com") | ("callable", fn)
+    resolver: tuple[str, Any]
+    cache_seconds: int
+    cache_size: int
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str
@@ -142,9 +171,16 @@ class Settings:
     security: SecuritySettings
     store: StoreSettings
     provision: Callable[..., Any] | None
+    # Multi-organization: validated organizations by slug, or the app's loader
+    # callable(slug) -> dict | None (sync or async), validated per load.
+    tenants: Mapping[str, TenantSettings] | Callable[..., Any] | None = None
+    tenant_options: TenantOptions | None = None
+    tenant: str | None = None  # set in an organization's own merged settings
 
     def endpoint_url(self, name: str) -> str:
         """Absolute URL of one of the middleware's endpoints (`acs`, `metadata`, ...)."""
+        if self.tenant is not None:
+            return f"{self.base_url}{self.paths.prefix}/{name}/{self.tenant}/"
         return f"{self.base_url}{self.paths.prefix}/{name}/"
 
     @property
@@ -328,12 +364,12 @@ def _secret_key(root: _Section) -> str:
     return value
 
 
-def _paths(root: _Section) -> PathSettings:
+def _paths(root: _Section, *, protect_default: tuple[str, ...]) -> PathSettings:
     sec = root.section("paths")
     prefix = _path(sec, "prefix", sec.text("prefix", "/saml") or "/saml").rstrip("/")
     if not prefix:
         raise ConfigError(sec.key("prefix"), "must not be '/'")
-    protect = tuple(_path(sec, "protect", p) for p in sec.texts("protect", ("/",)))
+    protect = tuple(_path(sec, "protect", p) for p in sec.texts("protect", protect_default))
     exempt = tuple(_path(sec, "exempt", p) for p in sec.texts("exempt"))
     after_login = _path(sec, "after_login", sec.text("after_login", "/") or "/")
     after_logout = _path(sec, "after_logout", sec.text("after_logout", "/") or "/")
@@ -474,6 +510,103 @@ def _roles(root: _Section, preset: str | None) -> RoleSettings:
     )
 
 
+def _tenant_options(root: _Section) -> TenantOptions:
+    sec = root.section("tenant_options")
+    resolver = sec.get("resolver")
+    key = sec.key("resolver")
+    problem = (
+        'must be {"path_prefix": "/organizations/"}, {"host": "{slug}.example.com"} or a '
+        "callable(path, host) -> slug | None"
+    )
+    kind: tuple[str, Any]
+    if resolver is None:
+        kind = ("path_prefix", "/organizations/")
+    elif callable(resolver):
+        kind = ("callable", resolver)
+    elif isinstance(resolver, Mapping) and len(resolver) == 1:
+        name, value = next(iter(resolver.items()))
+        if name == "path_prefix" and isinstance(value, str):
+            _path(sec, "resolver.path_prefix", value)
+            kind = ("path_prefix", value.rstrip("/") + "/")
+        elif name == "host" and isinstance(value, str) and value.count("{slug}") == 1:
+            if not re.fullmatch(r"[a-z0-9.{}-]+", value.lower()):
+                raise ConfigError(f"{key}.host", "must be a host name holding {slug} once")
+            kind = ("host", value.lower())
+        else:
+            raise ConfigError(key, problem)
+    else:
+        raise ConfigError(key, problem)
+    cache_seconds = sec.integer("cache_seconds", 10)
+    cache_size = sec.integer("cache_size", 1024, minimum=1)
+    sec.done()
+    assert cache_seconds is not None and cache_size is not None
+    if cache_seconds > 3600:
+        raise ConfigError(sec.key("cache_seconds"), "must be at most 3600")
+    return TenantOptions(kind, cache_seconds, cache_size)
+
+
+def load_tenant(base: Settings, slug: str, raw: Any) -> TenantSettings:
+    """Validate one organization's dict against the app's `Settings` (see DESIGN.md).
+
+    `idp` is required; `attributes` and `roles` replace the app's when given;
+    `session` may only shorten the app's timeouts. Raises `ConfigError` naming
+    `tenants.<slug>.<key>`.
+    """
+    if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+        raise ConfigError(
+            f"tenants.{str(slug)[:64]}",
+            "an organization slug is 1 to 63 lowercase letters, digits and hyphens "
+            "(not starting or ending with a hyphen)",
+        )
+    sec = _Section(raw, f"tenants.{slug}")
+    name = sec.text("name", slug) or slug
+    if sec.raw.get("idp") is None:
+        raise ConfigError(sec.key("idp"), "is required for an organization")
+    idp = _idp(sec)
+    attributes = _attributes(sec) if "attributes" in sec.raw else base.attributes
+    sec.seen.add("attributes")
+    roles = _roles(sec, attributes.preset) if "roles" in sec.raw else base.roles
+    sec.seen.add("roles")
+    session = base.session
+    if "session" in sec.raw:
+        session_sec = sec.section("session")
+        max_age = session_sec.integer("max_age_seconds", base.session.max_age_seconds, minimum=60)
+        idle = session_sec.integer("idle_timeout_seconds", None, minimum=60)
+        session_sec.done()
+        assert max_age is not None
+        if max_age > base.session.max_age_seconds:
+            raise ConfigError(
+                session_sec.key("max_age_seconds"),
+                f"may only shorten the app's session.max_age_seconds "
+                f"({base.session.max_age_seconds})",
+            )
+        app_idle = base.session.idle_timeout_seconds
+        if idle is not None and app_idle is not None and idle > app_idle:
+            raise ConfigError(
+                session_sec.key("idle_timeout_seconds"),
+                f"may only shorten the app's session.idle_timeout_seconds ({app_idle})",
+            )
+        session = dataclasses.replace(
+            session, max_age_seconds=max_age, idle_timeout_seconds=idle or app_idle
+        )
+    enabled = sec.flag("enabled", True)
+    strict = sec.flag("strict", True)
+    sec.done()
+    prefix = base.paths.prefix
+    settings = dataclasses.replace(
+        base,
+        sp=dataclasses.replace(base.sp, entity_id=f"{base.base_url}{prefix}/metadata/{slug}/"),
+        idp=idp,
+        attributes=attributes,
+        roles=roles,
+        session=session,
+        tenants=None,
+        tenant_options=None,
+        tenant=slug,
+    )
+    return TenantSettings(slug, name, enabled, strict, settings)
+
+
 def _session(root: _Section) -> SessionSettings:
     sec = root.section("session")
     cookie_name = sec.text("cookie_name", "saml_session") or ""
@@ -599,7 +732,11 @@ def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
     root = _Section(raw, "")
     base_url = _base_url(root)
     secret_key = _secret_key(root)
-    paths = _paths(root)
+    tenants = root.get("tenants")
+    multi = tenants is not None and (not isinstance(tenants, Mapping) or bool(tenants))
+    idp_given = root.raw.get("idp") is not None
+    # With organizations and no app-wide IdP, only organization paths are protected.
+    paths = _paths(root, protect_default=() if multi and not idp_given else ("/",))
     sp = _sp(root, base_url, paths.prefix)
     idp = _idp(root)
     attributes = _attributes(root)
@@ -610,12 +747,23 @@ def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
     provision = root.get("provision")
     if provision is not None and not callable(provision):
         raise ConfigError("provision", "must be a callable(SAMLUser) -> SAMLUser")
-    if root.get("tenants") is not None:
-        raise ConfigError("tenants", "multi-organization settings are not supported yet")
-    if idp is None:
-        raise ConfigError("idp", "is required")
+    if tenants is not None and not isinstance(tenants, Mapping) and not callable(tenants):
+        raise ConfigError(
+            "tenants", "must be a dict {slug: settings} or a callable(slug) -> dict | None"
+        )
+    tenant_options = _tenant_options(root) if multi else None
+    if not multi and root.raw.get("tenant_options") is not None:
+        raise ConfigError("tenant_options", "needs tenants")
+    if idp is None and not multi:
+        raise ConfigError("idp", "is required (or give tenants)")
+    if idp is None and paths.protect:
+        raise ConfigError(
+            "paths.protect",
+            "protects paths outside any organization, which needs a top-level idp to sign "
+            "in at; organization paths are protected by tenant_options.resolver",
+        )
     root.done()
-    return Settings(
+    settings = Settings(
         base_url=base_url,
         secret_key=secret_key,
         sp=sp,
@@ -627,4 +775,13 @@ def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
         security=security,
         store=store,
         provision=provision,
+        tenant_options=tenant_options,
     )
+    if isinstance(tenants, Mapping) and tenants:
+        return dataclasses.replace(
+            settings,
+            tenants={slug: load_tenant(settings, slug, value) for slug, value in tenants.items()},
+        )
+    if multi:
+        return dataclasses.replace(settings, tenants=tenants)
+    return settings

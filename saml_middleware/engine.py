@@ -47,16 +47,17 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from itsdangerous import URLSafeSerializer
 
-from .config import Settings, load_settings
+from .config import SLUG, Settings, load_settings
 from .crypto import XmlSecBackend
+from .diagnostics import build_report, expected_from, observe_response, render_report
 from .errors import SAMLError
 from .identity import (
     ANONYMOUS,
@@ -67,11 +68,13 @@ from .identity import (
     check_required_role,
     resolve_overage,
 )
-from .metadata import IdPMetadata
+from .identity import role_values as identity_role_values
 from .pages import auto_post_form, error_page, logout_page, page
 from .protocol import (
     Outgoing,
+    ResponseEnvelope,
     ServiceProvider,
+    VerifiedLogin,
     decode_post_message,
     decode_redirect_message,
     inspect_response,
@@ -93,6 +96,10 @@ from .slo import (
     verify_redirect_signature,
 )
 from .stores import Store, StoreUnavailable, make_store
+from .tenants import Organizations, Realm
+
+if TYPE_CHECKING:
+    from .metadata import IdPMetadata
 
 log = logging.getLogger("saml_middleware.engine")
 login_log = logging.getLogger("saml_middleware.login")
@@ -145,6 +152,7 @@ class PassThrough:
 
 
 Reply = Response | PassThrough
+Endpoint = Callable[[HttpRequest, "Realm | None"], Awaitable[Response]]
 
 
 class Engine:
@@ -158,97 +166,185 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = load_settings(settings)
-        assert self.settings.idp is not None
-        self.metadata = IdPMetadata(self.settings.idp)
-        self._sp = ServiceProvider(self.settings, self.metadata.load())
-        self._sp_version = self.metadata.version
+        # The app's own IdP (top-level `idp`), if any, and the organizations, if any.
+        self.realm: Realm | None = None
+        if self.settings.idp is not None:
+            self.realm = Realm(self.settings)
+            self.realm.metadata.load()
+            self.realm.service_provider_sync()
+        self.organizations = (
+            Organizations(self.settings) if self.settings.tenants is not None else None
+        )
         self.store: Store = store or make_store(self.settings.store)
         self.sessions = make_sessions(
             self.settings.session, self.settings.secret_key, self.store, clock=clock
         )
         self._relay = URLSafeSerializer(self.settings.secret_key, salt="saml_middleware.relay")
         self._clock = clock
-        prefix = self.settings.paths.prefix
-        self._endpoints: dict[str, Callable[[HttpRequest], Awaitable[Response]]] = {
+        self._endpoints: dict[str, Endpoint] = {
             "login": self.login,
             "acs": self.acs,
             "metadata": self.metadata_endpoint,
             "logout": self.logout,
             "sls": self.sls,
+            "test": self.test_sso,
         }
-        self._prefix = prefix
+        self._prefix = self.settings.paths.prefix
+
+    @property
+    def metadata(self) -> IdPMetadata:
+        """The app's own IdP description (the top-level `idp`)."""
+        assert self.realm is not None, "no top-level idp: see engine.organizations"
+        return self.realm.metadata
+
+    def invalidate_tenant(self, slug: str | None = None) -> None:
+        """Apply an admin's change to an organization (or to all) at the next request."""
+        if self.organizations is not None:
+            self.organizations.invalidate(slug)
 
     # -- dispatch -----------------------------------------------------------------
 
     async def handle(self, request: HttpRequest) -> Reply:
         """Answer one HTTP request: an endpoint, a login redirect, a 401, or pass through."""
-        endpoint = self._endpoint(request.path)
-        if endpoint is not None:
+        route = self._route(request.path)
+        if route is not None:
             self._check_public_url(request)
-            return await self._run_endpoint(endpoint, request)
+            return await self._run_endpoint(route[0], route[1], request)
         try:
-            session = await self.authenticate(request)
-        except StoreUnavailable as err:
-            # Server-side sessions cannot be read: a protected page says "try again"
-            # (never a 500, never a login that would fail the same way); an
-            # unprotected one is served to an anonymous user.
+            found = await self._session(request)
+            org = await self._organization_of(request)
+        except SAMLError as err:
+            # Server-side sessions or the organization cannot be read: a protected
+            # page says "try again" (never a 500, never a login that would fail the
+            # same way); an unprotected one is served to an anonymous user.
             log.info("session lookup failed for %s: %s", request.path[:200], err.code)
             if not self.is_protected(request.path):
                 return PassThrough(ANONYMOUS)
             return self.error_response(err, request)
+        session, clear = found
+        if org is not None:
+            return await self._organization_path(request, org, session, clear)
         if session is not None:
             return PassThrough(session.user, await self._refreshed_cookie(session))
         if not self.is_protected(request.path):
-            return PassThrough(ANONYMOUS)
-        return self._login_required(request)
+            return PassThrough(ANONYMOUS, clear)
+        return self._login_required(request, None, clear)
+
+    async def _organization_path(
+        self, request: HttpRequest, org: Realm, session: Session | None, clear: str | None
+    ) -> Reply:
+        """A path of an organization: only its own sessions count there (`strict` says
+        whether anonymous requests pass, for the app's own login)."""
+        if session is not None and session.user.tenant == org.slug:
+            return PassThrough(session.user, await self._refreshed_cookie(session))
+        if not org.strict or _under_any(request.path, self.settings.paths.exempt):
+            return PassThrough(ANONYMOUS, clear)
+        if not org.enabled:
+            return self.error_response(_tenant_disabled(org), request, clear)
+        return self._login_required(request, org, clear)
 
     async def authenticate(self, request: HttpRequest) -> Session | None:
         """The request's session, if its cookie is valid (and, server-side, still there).
 
         Raises `StoreUnavailable` when server-side sessions cannot be read.
         """
-        return await self.sessions.load(request.cookies.get(self.settings.session.cookie_name))
+        return (await self._session(request))[0]
+
+    async def _session(self, request: HttpRequest) -> tuple[Session | None, str | None]:
+        """The request's session and, when it just ended, the header clearing its cookie.
+
+        An organization's session ends at its next request once the organization
+        is disabled or gone, or its own (shorter) timeouts pass. Raises
+        `SAMLError` when the store or the organization cannot be read.
+        """
+        session = await self.sessions.load(request.cookies.get(self.settings.session.cookie_name))
+        if session is None or session.user.tenant is None:
+            return session, None
+        org = await self._organization(session.user.tenant)
+        if org is not None and org.enabled:
+            limits = org.settings.session
+            now = self._clock()
+            idle = limits.idle_timeout_seconds
+            if now - session.login_time <= limits.max_age_seconds and (
+                idle is None or now - session.last_active <= idle
+            ):
+                if idle is not None and now - session.last_active >= max(1, idle // 10):
+                    session = replace(session, refresh=True)
+                return session, None
+        log.info(
+            "session of organization %s ended: %s",
+            session.user.tenant,
+            "organization disabled or removed" if org is None or not org.enabled else "timeout",
+        )
+        with contextlib.suppress(StoreUnavailable):
+            await self.sessions.end(session)
+        return None, self.sessions.clear_header()
+
+    async def _organization(self, slug: str | None) -> Realm | None:
+        if slug is None or self.organizations is None:
+            return None
+        return await self.organizations.get(slug)
+
+    async def _organization_of(self, request: HttpRequest) -> Realm | None:
+        """The organization a (non-endpoint) path belongs to, if any."""
+        if self.organizations is None:
+            return None
+        try:
+            slug = self.organizations.resolve(request.path, request.headers.get("host", ""))
+        except Exception:
+            log.exception("tenant_options.resolver failed for %s", request.path[:200])
+            raise SAMLError("tenant_unavailable", "This page cannot be served now.", 503) from None
+        return await self._organization(slug)
 
     async def websocket_user(self, request: HttpRequest) -> SAMLUser | None:
         """The user for a websocket handshake, or None when it must be refused."""
-        try:
-            session = await self.authenticate(request)
-        except StoreUnavailable:
-            log.info("session lookup failed for a websocket: store_unavailable")
-            session = None
-        if session is not None:
-            return session.user
-        return None if self.is_protected(request.path) else ANONYMOUS
+        reply = await self.handle(replace(request, method="GET"))
+        return reply.user if isinstance(reply, PassThrough) else None
 
     def is_protected(self, path: str) -> bool:
+        """Whether `path` is under `paths.protect` (organization paths follow `strict`)."""
         paths = self.settings.paths
-        if self._endpoint_name(path) is not None:
+        if self._route(path) is not None:
             return False
         return _under_any(path, paths.protect) and not _under_any(path, paths.exempt)
 
-    def _endpoint_name(self, path: str) -> str | None:
+    def _route(self, path: str) -> tuple[str, str | None] | None:
+        """(endpoint name, organization slug or None) for a path under the prefix."""
         if path != self._prefix and not path.startswith(self._prefix + "/"):
             return None
-        rest = path[len(self._prefix) :].strip("/")
-        return rest or ""
+        name, _, slug = path[len(self._prefix) :].strip("/").partition("/")
+        return name, slug or None
 
-    def _endpoint(self, path: str) -> Callable[[HttpRequest], Awaitable[Response]] | None:
-        name = self._endpoint_name(path)
-        if name is None:
-            return None
-        return self._endpoints.get(name, self.not_found)
+    async def _endpoint_realm(self, name: str, slug: str | None) -> Realm | None:
+        """Whose endpoint this is: the app's own, or an organization's (404 if unknown)."""
+        if slug is None:
+            if self.realm is None and name != "logout":
+                raise SAMLError(
+                    "unknown_tenant", "Sign in from your organization's own sign-in page.", 404
+                )
+            return self.realm
+        if self.organizations is None or not SLUG.fullmatch(slug):
+            raise SAMLError("not_found", "There is no such sign-in page.", 404)
+        org = await self.organizations.get(slug)
+        if org is None:
+            raise SAMLError("unknown_tenant", "There is no such organization.", 404)
+        if not org.enabled and name == "login":
+            raise _tenant_disabled(org)
+        return org
 
-    async def _run_endpoint(
-        self, endpoint: Callable[[HttpRequest], Awaitable[Response]], request: HttpRequest
-    ) -> Response:
+    async def _run_endpoint(self, name: str, slug: str | None, request: HttpRequest) -> Response:
+        endpoint = self._endpoints.get(name, self.not_found)
+        realm = None
         try:
-            return await endpoint(request)
+            if endpoint != self.not_found:
+                realm = await self._endpoint_realm(name, slug)
+            return await endpoint(request, realm)
         except SAMLError as err:
             # The one record with the real code: the browser may see a coarser one.
             log.warning(
                 "refused %s %s: %s (%s)",
                 request.method,
-                request.path,
+                request.path[:200],
                 err.code,
                 err.reason,
                 extra={"saml_error": err.code},
@@ -259,18 +355,20 @@ class Engine:
                     err.code,
                     extra={
                         "saml_outcome": err.code,
-                        "saml_tenant": None,
-                        "saml_issuer": self.metadata.current().entity_id,
+                        "saml_tenant": slug,
+                        "saml_issuer": _issuer_or_none(realm),
                     },
                 )
             return self.error_response(err, request)
         except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
+            log.exception("unexpected error in %s %s", request.method, request.path[:200])
             return self.error_response(
                 SAMLError("internal_error", "Sign-in could not be completed.", 500), request
             )
 
-    def error_response(self, err: SAMLError, request: HttpRequest) -> Response:
+    def error_response(
+        self, err: SAMLError, request: HttpRequest, set_cookie: str | None = None
+    ) -> Response:
         """The one place a refusal becomes an HTTP answer.
 
         Signature, key, algorithm and decryption refusals all get the same
@@ -278,6 +376,8 @@ class Engine:
         """
         err = public_error(err)
         headers = [("x-saml-error", err.code), _NO_STORE]
+        if set_cookie is not None:
+            headers.append(("set-cookie", set_cookie))
         if err.status == 405:
             headers.append(("allow", "POST"))
         if _wants_json(request):
@@ -289,14 +389,18 @@ class Engine:
             error_page(err.status, err.reason, err.code),
         )
 
-    def _login_required(self, request: HttpRequest) -> Response:
+    def _login_required(
+        self, request: HttpRequest, org: Realm | None, set_cookie: str | None = None
+    ) -> Response:
         root = _mount_path(request.root_path)
         target = root + request.path + (f"?{request.query_string}" if request.query_string else "")
-        login_url = f"{_location(root)}{self._prefix}/login/?next={quote(target, safe='/')}"
+        where = f"{org.slug}/" if org is not None else ""
+        login_url = f"{_location(root)}{self._prefix}/login/{where}?next={quote(target, safe='/')}"
+        extra = [("set-cookie", set_cookie)] if set_cookie is not None else []
         if request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
-            return Response(303, [("location", login_url), _NO_STORE])
+            return Response(303, [("location", login_url), _NO_STORE, *extra])
         body = json.dumps({"error": "authentication_required", "login_url": login_url}).encode()
-        return Response(401, [("content-type", "application/json"), _NO_STORE], body)
+        return Response(401, [("content-type", "application/json"), _NO_STORE, *extra], body)
 
     async def _refreshed_cookie(self, session: Session) -> str | None:
         if not session.refresh:
@@ -308,28 +412,56 @@ class Engine:
 
     # -- endpoints ----------------------------------------------------------------
 
-    async def not_found(self, request: HttpRequest) -> Response:
+    async def not_found(self, request: HttpRequest, realm: Realm | None) -> Response:
         raise SAMLError("not_found", "There is no such sign-in page.", 404)
 
     def sp_metadata_xml(self) -> str:
-        """The SP metadata to give the IdP (entity ID, ACS URL, NameID format, certificates)."""
-        return self._sp.metadata_xml()
+        """The SP metadata to give the app's own IdP (entity ID, ACS URL, certificates)."""
+        assert self.realm is not None, "no top-level idp: use sp_metadata_for(slug)"
+        return self.realm.service_provider_sync().metadata_xml()
 
-    async def metadata_endpoint(self, request: HttpRequest) -> Response:
+    async def sp_metadata_for(self, slug: str | None) -> str:
+        """The SP metadata of an organization (or, for None, of the app's own IdP).
+
+        Raises `SAMLError` for an unknown organization or one whose IdP cannot be read.
+        """
+        realm = await self._endpoint_realm("metadata", slug)
+        assert realm is not None
+        return (await realm.service_provider()).metadata_xml()
+
+    async def metadata_endpoint(self, request: HttpRequest, realm: Realm | None) -> Response:
         _require_method(request, "GET", "HEAD")
-        body = (await self.service_provider()).metadata_xml().encode("utf-8")
+        assert realm is not None
+        body = (await realm.service_provider()).metadata_xml().encode("utf-8")
         return Response(
             200, [("content-type", "application/samlmetadata+xml; charset=utf-8")], body
         )
 
-    async def login(self, request: HttpRequest) -> Response:
+    async def login(self, request: HttpRequest, realm: Realm | None) -> Response:
         _require_method(request, "GET", "HEAD")
-        home = _mount_path(request.root_path) + self.settings.paths.after_login
-        next_url = self.safe_redirect(request.query("next")) or home
-        sp = await self.service_provider()
-        relay_state = self._relay.dumps(next_url)
+        assert realm is not None
+        next_url = self.safe_redirect(request.query("next")) or self._home(request, realm)
+        return await self._send_to_idp(realm, {"next": next_url})
+
+    async def test_sso(self, request: HttpRequest, realm: Realm | None) -> Response:
+        """Test SSO: the login round trip, answered at the ACS by a diagnostics page.
+
+        Works while an organization is disabled (test before enabling). The
+        answer creates no session and provisions no one.
+        """
+        _require_method(request, "GET", "HEAD")
+        assert realm is not None
+        return await self._send_to_idp(realm, {"test": True})
+
+    async def _send_to_idp(self, realm: Realm, record: dict[str, Any]) -> Response:
+        """An AuthnRequest to the realm's IdP, remembered in the store as outstanding
+        (with the organization it is for, if any)."""
+        if realm.slug is not None:
+            record = {**record, "tenant": realm.slug}
+        sp = await realm.service_provider()
+        relay_state = self._relay.dumps(record.get("next") or "")
         request_id, outgoing = await asyncio.to_thread(sp.authn_request, relay_state)
-        await self.store.put(f"request:{request_id}", {"next": next_url}, OUTSTANDING_REQUEST_TTL)
+        await self.store.put(f"request:{request_id}", record, OUTSTANDING_REQUEST_TTL)
         if outgoing.form is None:
             return Response(303, [("location", outgoing.url), _NO_STORE])
         return Response(
@@ -338,16 +470,38 @@ class Engine:
             auto_post_form(outgoing.url, outgoing.form),
         )
 
-    async def acs(self, request: HttpRequest) -> Response:
+    def _home(self, request: HttpRequest, realm: Realm | None) -> str:
+        home = self.settings.paths.after_login
+        if realm is not None and self.settings.tenant_options is not None:
+            home = realm.home(home, self.settings.tenant_options.resolver)
+        return _mount_path(request.root_path) + home
+
+    async def acs(self, request: HttpRequest, realm: Realm | None) -> Response:
         _require_method(request, "POST")
+        assert realm is not None
         form = await self._read_form(request)
         security = self.settings.security
         xml = decode_post_message(
             _single(form, "SAMLResponse", required=True) or "", security.max_request_bytes
         )
         relay_state = _single(form, "RelayState")
-        sp = await self.service_provider()
-        envelope = await asyncio.to_thread(inspect_response, xml, reject_sha1=security.reject_sha1)
+        sp = await realm.service_provider()
+        try:
+            envelope = await asyncio.to_thread(
+                inspect_response, xml, reject_sha1=security.reject_sha1
+            )
+        except SAMLError as err:
+            if err.status == 400:  # not even a well-formed Response: nothing to diagnose
+                raise
+            # A Test SSO answer is diagnosed even when it fails this early (an
+            # IdP error status, most often): its request ID names it.
+            observed = observe_response(xml)
+            test_key = await self._test_request_key(
+                realm, observed.in_response_to if observed is not None else None
+            )
+            if test_key is None:
+                raise
+            return await self._test_report(realm, sp, xml, test_key, None, err)
         record_key = f"request:{envelope.in_response_to}" if envelope.in_response_to else None
         record = await self.store.get(record_key) if record_key else None
         if record_key and record is None:
@@ -355,6 +509,16 @@ class Engine:
                 "wrong_in_response_to",
                 "This sign-in answer is unknown, expired or already used: please sign in again.",
             )
+        if record is not None and record.get("tenant") != realm.slug:
+            raise SAMLError(
+                "wrong_in_response_to",
+                "This sign-in answer belongs to another organization's sign-in.",
+            )
+        if record is not None and record.get("test"):
+            assert record_key is not None
+            return await self._test_report(realm, sp, xml, record_key, envelope, None)
+        if not realm.enabled:
+            raise _tenant_disabled(realm)
         verified = await asyncio.to_thread(
             sp.verify_response,
             envelope,
@@ -368,19 +532,10 @@ class Engine:
             raise SAMLError("replay", "This sign-in answer has already been used.")
         if record_key and await self.store.pop(record_key) is None:
             raise SAMLError("wrong_in_response_to", "This sign-in answer was already used.")
-        user = build_user(
-            name_id=verified.name_id,
-            name_id_format=verified.name_id_format,
-            session_index=verified.session_index,
-            issuer=verified.issuer,
-            attributes=verified.attributes,
-            attribute_settings=self.settings.attributes,
-            role_settings=self.settings.roles,
-        )
-        user = await resolve_overage(user, self.settings.roles)
-        check_required_role(user, self.settings.roles)
+        user = await self._mapped_user(realm, verified)
+        check_required_role(user, realm.settings.roles)
         user = await self._provision(user)
-        home = _mount_path(request.root_path) + self.settings.paths.after_login
+        home = self._home(request, realm)
         if record is not None:
             next_url = str(record.get("next") or home)
         else:
@@ -405,7 +560,101 @@ class Engine:
             ],
         )
 
-    async def logout(self, request: HttpRequest) -> Response:
+    async def _mapped_user(self, realm: Realm, verified: VerifiedLogin) -> SAMLUser:
+        """The user a verified login maps to, under the realm's attribute and role rules
+        (Entra group overage resolved; `roles.require_mapped_role` is the caller's)."""
+        settings = realm.settings
+        user = build_user(
+            name_id=verified.name_id,
+            name_id_format=verified.name_id_format,
+            session_index=verified.session_index,
+            issuer=verified.issuer,
+            attributes=verified.attributes,
+            attribute_settings=settings.attributes,
+            role_settings=settings.roles,
+            tenant=realm.slug,
+        )
+        return await resolve_overage(user, settings.roles)
+
+    async def _test_request_key(self, realm: Realm, request_id: str | None) -> str | None:
+        """The store key of this realm's outstanding Test SSO request `request_id`, if any."""
+        if not request_id:
+            return None
+        key = f"request:{request_id}"
+        record = await self.store.get(key)
+        if record is None or not record.get("test") or record.get("tenant") != realm.slug:
+            return None
+        return key
+
+    async def _test_report(
+        self,
+        realm: Realm,
+        sp: ServiceProvider,
+        xml: bytes,
+        record_key: str,
+        envelope: ResponseEnvelope | None,
+        error: SAMLError | None,
+    ) -> Response:
+        """The Test SSO diagnostics page: every check, the claims, the mapped user.
+
+        The test request is taken first (used once, whatever the outcome); a
+        verified assertion still enters the replay cache, so it can never sign
+        anyone in afterwards. No session, no provisioning.
+        """
+        if await self.store.pop(record_key) is None:
+            raise SAMLError("wrong_in_response_to", "This test answer was already used.")
+        user: SAMLUser | None = None
+        role_values: tuple[str, ...] = ()
+        if envelope is not None and error is None:
+            try:
+                verified = await asyncio.to_thread(
+                    sp.verify_response,
+                    envelope,
+                    outstanding_id=envelope.in_response_to,
+                    now=self._clock(),
+                )
+                replay_ttl = max(1.0, verified.expires_at - self._clock())
+                if not await self.store.add_if_absent(
+                    f"assertion:{verified.issuer}:{verified.assertion_id}", replay_ttl
+                ):
+                    raise SAMLError("replay", "This sign-in answer has already been used.")
+                user = await self._mapped_user(realm, verified)
+                role_values = identity_role_values(user.attributes, realm.settings.roles)
+                check_required_role(user, realm.settings.roles)
+            except SAMLError as err:
+                error = err
+        report = build_report(
+            expected=expected_from(
+                realm.settings,
+                sp.idp,
+                tenant=realm.slug,
+                tenant_name=realm.name or None,
+                request_id=record_key.removeprefix("request:"),
+            ),
+            observed=observe_response(xml),
+            error=error,
+            user=user,
+            role_values=role_values,
+            now=self._clock(),
+        )
+        log.info(
+            "Test SSO%s: %s",
+            f" for organization {realm.slug}" if realm.slug else "",
+            "passed" if error is None else f"failed ({error.code})",
+            extra={"saml_tenant": realm.slug, "saml_outcome": error.code if error else "ok"},
+        )
+        return Response(
+            200,
+            [
+                ("content-type", "text/html; charset=utf-8"),
+                _NO_STORE,
+                ("x-frame-options", "DENY"),
+                ("content-security-policy", "frame-ancestors 'none'"),
+            ],
+            render_report(report),
+        )
+
+    async def logout(self, request: HttpRequest, realm: Realm | None) -> Response:
         """End the local session, by POST only: a link, an image or a prefetch cannot.
 
         GET (and HEAD) with a session answers a page whose button POSTs here
@@ -444,20 +693,36 @@ class Engine:
         session = await self._end_session(request)
         headers = [("set-cookie", self.sessions.clear_header()), _NO_STORE]
         if session is not None:
-            outgoing = await self._single_logout(session, next_url)
+            outgoing = await self._single_logout(session, next_url, realm)
             if outgoing is not None:
                 return _outgoing_response(outgoing, headers)
         return Response(303, [("location", _location(next_url)), *headers])
 
-    async def _single_logout(self, session: Session, next_url: str) -> Outgoing | None:
+    async def _single_logout(
+        self, session: Session, next_url: str, realm: Realm | None
+    ) -> Outgoing | None:
         """SP-initiated Single Logout: the LogoutRequest for the IdP, or None (local only).
 
-        Local only when the IdP has no Single Logout Service, when the user
-        signed in at another IdP (metadata changed since), or when the store
-        cannot keep the request (the user is signed out here all the same).
+        The user's own IdP (the app's, or their organization's) is asked. Local
+        only when it has no Single Logout Service, when the user signed in at
+        another IdP (metadata changed since), when the organization cannot be
+        read, or when the store cannot keep the request (the user is signed out
+        here all the same).
         """
         user = session.user
-        sp = await self.service_provider()
+        if user.tenant is not None:
+            try:
+                realm = await self._organization(user.tenant)
+            except SAMLError:
+                realm = None
+        else:
+            realm = self.realm
+        if realm is None:
+            return None
+        try:
+            sp = await realm.service_provider()
+        except SAMLError:
+            return None
         if user.issuer != sp.idp.entity_id:
             return None
         try:
@@ -477,14 +742,16 @@ class Engine:
         request_id, outgoing = built
         try:
             await self.store.put(
-                f"logout:{request_id}", {"next": next_url}, OUTSTANDING_REQUEST_TTL
+                f"logout:{request_id}",
+                {"next": next_url, **({"tenant": realm.slug} if realm.slug else {})},
+                OUTSTANDING_REQUEST_TTL,
             )
         except StoreUnavailable:
             log.warning("single logout skipped: the store is unavailable; signed out locally")
             return None
         return outgoing
 
-    async def sls(self, request: HttpRequest) -> Response:
+    async def sls(self, request: HttpRequest, realm: Realm | None) -> Response:
         """Single Logout Service: the IdP's LogoutRequest, or its LogoutResponse to ours.
 
         HTTP-Redirect (GET, the signature over the raw query) or HTTP-POST (an
@@ -512,14 +779,16 @@ class Engine:
             relay_state = _single(form, "RelayState")
             if relay_state is not None and len(relay_state) > MAX_RELAY_STATE:
                 raise SAMLError("malformed", "The sign-out message's RelayState is too long.", 400)
-        sp = await self.service_provider()
+        assert realm is not None
+        sp = await realm.service_provider()
         if kind == "SAMLRequest":
-            return await self._logout_requested(request, sp, xml, query, relay_state)
-        return await self._logout_answered(request, sp, xml, query)
+            return await self._logout_requested(request, realm, sp, xml, query, relay_state)
+        return await self._logout_answered(request, realm, sp, xml, query)
 
     async def _logout_requested(
         self,
         request: HttpRequest,
+        realm: Realm,
         sp: ServiceProvider,
         xml: bytes,
         query: RedirectMessage | None,
@@ -528,7 +797,7 @@ class Engine:
         """IdP-initiated logout: end the NameID's sessions (all, or those of its
         SessionIndexes), then answer the IdP with a LogoutResponse."""
         message = await asyncio.to_thread(inspect_logout_request, xml)
-        await self._check_logout_message(sp, message, query)
+        await self._check_logout_message(realm, sp, message, query)
         skew = self.settings.security.clock_skew_seconds
         if message.not_on_or_after is not None and self._clock() - skew >= message.not_on_or_after:
             raise SAMLError("expired", "This sign-out request has expired.")
@@ -541,7 +810,7 @@ class Engine:
             sp.idp.entity_id, message.name_id, message.session_indexes
         )
         headers = [_NO_STORE]
-        if own is not None and _is_subject(own.user, sp.idp.entity_id, message):
+        if own is not None and _is_subject(own.user, realm, sp.idp.entity_id, message):
             with contextlib.suppress(StoreUnavailable):  # revoke just used the store
                 await self.sessions.end(own)
             headers.append(("set-cookie", self.sessions.clear_header()))
@@ -572,7 +841,12 @@ class Engine:
         return _outgoing_response(outgoing, headers)
 
     async def _logout_answered(
-        self, request: HttpRequest, sp: ServiceProvider, xml: bytes, query: RedirectMessage | None
+        self,
+        request: HttpRequest,
+        realm: Realm,
+        sp: ServiceProvider,
+        xml: bytes,
+        query: RedirectMessage | None,
     ) -> Response:
         """The IdP's LogoutResponse to our LogoutRequest: taken once, then on to `next`.
 
@@ -580,11 +854,11 @@ class Engine:
         or failed answer does not change that (its cookie is cleared again).
         """
         message = await asyncio.to_thread(inspect_logout_response, xml)
-        await self._check_logout_message(sp, message, query)
+        await self._check_logout_message(realm, sp, message, query)
         record = None
         if message.in_response_to:
             record = await self.store.pop(f"logout:{message.in_response_to}")
-        if record is None:
+        if record is None or record.get("tenant") != realm.slug:
             raise SAMLError(
                 "wrong_in_response_to",
                 "This sign-out answer is unknown, expired or already used. "
@@ -614,6 +888,7 @@ class Engine:
 
     async def _check_logout_message(
         self,
+        realm: Realm,
         sp: ServiceProvider,
         message: LogoutRequestMessage | LogoutResponseMessage,
         query: RedirectMessage | None,
@@ -639,7 +914,7 @@ class Engine:
             raise SAMLError("signature_required", "The sign-out message is not signed.")
         else:
             signed = False
-        sls_url = self.settings.endpoint_url("sls")
+        sls_url = realm.settings.endpoint_url("sls")
         if message.destination != sls_url and (signed or message.destination is not None):
             raise SAMLError(
                 "wrong_destination", "The sign-out message was sent to another address."
@@ -682,14 +957,6 @@ class Engine:
                 "it expires with its timeouts"
             )
         return session
-
-    async def service_provider(self) -> ServiceProvider:
-        """The pysaml2 client for the IdP metadata now in force (rebuilt when it changes)."""
-        info = await self.metadata.refresh_if_due()
-        if self.metadata.version != self._sp_version:
-            self._sp = ServiceProvider(self.settings, info)
-            self._sp_version = self.metadata.version
-        return self._sp
 
     async def _provision(self, user: SAMLUser) -> SAMLUser:
         """Run the JIT `provision` hook once for a login that passed every check.
@@ -838,11 +1105,28 @@ class Engine:
         log.warning(message, *args)
 
 
-def _is_subject(user: SAMLUser, issuer: str, message: LogoutRequestMessage) -> bool:
+def _is_subject(user: SAMLUser, realm: Realm, issuer: str, message: LogoutRequestMessage) -> bool:
     """Whether a LogoutRequest names this user's session (its SessionIndex, if it names any)."""
     if user.name_id != message.name_id or (user.issuer or "") != issuer:
         return False
+    if user.tenant != realm.slug:
+        return False
     return not message.session_indexes or user.session_index in message.session_indexes
+
+
+def _tenant_disabled(org: Realm) -> SAMLError:
+    return SAMLError(
+        "tenant_disabled",
+        f"Single sign-on is switched off for {org.name}: sign in another way, or ask "
+        "its administrator.",
+        403,
+    )
+
+
+def _issuer_or_none(realm: Realm | None) -> str | None:
+    if realm is None or realm.metadata.version == 0:
+        return None
+    return realm.metadata.current().entity_id
 
 
 def _outgoing_response(outgoing: Outgoing, headers: list[tuple[str, str]]) -> Response:

@@ -63,6 +63,7 @@ class Session:
     session_id: str
     login_time: float
     refresh: bool  # True when the cookie should be re-issued (sliding idle timeout)
+    last_active: float = 0.0  # when the session was last refreshed (idle timeouts)
 
 
 class _ClockedSigner(TimestampSigner):
@@ -201,7 +202,7 @@ class SessionCodec:
         if idle is not None and now - last_active > idle:
             return None
         refresh = self._refresh_after is not None and now - last_active >= self._refresh_after
-        return Session(user, session_id, login_time, refresh)
+        return Session(user, session_id, login_time, refresh, last_active)
 
     def remaining(self, login_time: float) -> int:
         """Seconds left before the absolute timeout (the cookie's Max-Age)."""
@@ -373,7 +374,7 @@ class StoreSessions:
             await self.store.delete(key)
             return None
         refresh = self._refresh_after is not None and now - last_active >= self._refresh_after
-        return Session(user, session_id, login_time, refresh)
+        return Session(user, session_id, login_time, refresh, last_active)
 
     async def start(self, user: SAMLUser) -> str:
         session_id = secrets.token_urlsafe(32)

@@ -664,8 +664,20 @@ ERRORS = [
     # top level
     pytest.param(base(provision="myapp.hooks.provision"), "provision", "callable", id="prov-str"),
     pytest.param(base(provision=5), "provision", "callable", id="provision-int"),
-    pytest.param(base(tenants={"acme": {"idp": IDP}}), "tenants", "not supported", id="tenants"),
-    pytest.param(base(tenants=lambda slug: None), "tenants", "not supported", id="tenants-fn"),
+    pytest.param(base(tenants={"Acme": {"idp": IDP}}), "tenants.Acme", "lowercase", id="slug"),
+    pytest.param(base(tenants=5), "tenants", "callable", id="tenants-int"),
+    pytest.param(
+        base(tenants={"acme": {"idp": IDP, "strict": "yes"}}),
+        "tenants.acme.strict",
+        "true or false",
+        id="tenant-strict",
+    ),
+    pytest.param(
+        base(tenants={"acme": {"idp": IDP, "session": {"https_only": False}}}),
+        "tenants.acme.session.https_only",
+        "unknown setting",
+        id="tenant-session-key",
+    ),
     pytest.param(base(store={"backend": "redis"}), "store.url", "required", id="redis"),
     pytest.param(
         base(store={"backend": "redis", "url": "http://localhost"}),

@@ -254,7 +254,7 @@ def test_required_signatures_are_checked_on_what_pysaml2_returned(
     make_acs, settings, response_signed, assertion_signed, refused
 ):
     """`_check_signed` holds the rule itself: pysaml2 decides it in a loop of retries."""
-    sp = make_acs(**settings).engine._sp
+    sp = make_acs(**settings).engine.realm.service_provider_sync()
     response = SimpleNamespace(signature=object() if response_signed else None)
     assertion = SimpleNamespace(signature=object() if assertion_signed else None)
     if refused:

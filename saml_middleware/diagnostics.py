@@ -1,0 +1,1430 @@
+"""The "Test SSO" diagnostics page: every check of one IdP answer, and what to fix.
+
+An admin presses Test SSO, signs in at the IdP, and the IdP's Response comes
+back to the ACS. The engine runs its ordinary pipeline on it but, instead of
+starting a session, hands the outcome here:
+
+- `observe_response` reads what the (unverified) Response *says*, with the
+  hardened parser, so that every comparison an admin can fix (Reply URL,
+  Identifier, issuer, clocks, signing options) is shown at once, not only the
+  first one the pipeline tripped on;
+- `build_report` turns that, the expectations (`Expected`), the pipeline's first
+  refusal and the mapped user into one row per check;
+- `render_report` makes the HTML page.
+
+Two rules shape the page. It is no oracle: every refusal in
+`protocol.UNVERIFIABLE` (signature, key, algorithm, decryption) reads the same,
+whatever the real code was; what the page says about signing comes from the
+message itself (which the sender knows) or from the configuration (public in
+the IdP metadata). And it shows nothing secret: no XML dump, no settings
+secrets; the attributes received are the tester's own and are shown (escaped,
+truncated) only when the answer verified.
+
+No framework and no pysaml2 here: lxml (through `protocol.parse_xml`) and the
+`cryptography` package for certificate names and thumbprints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from lxml import etree
+
+from .errors import SAMLError
+from .identity import SAMLUser
+from .protocol import (
+    DIGEST_METHODS,
+    DIGEST_METHODS_SHA1,
+    MAX_RESPONSE_AGE_SECONDS,
+    NS,
+    SIGNATURE_METHODS,
+    SIGNATURE_METHODS_SHA1,
+    UNVERIFIABLE,
+    parse_xml,
+    saml_instant,
+)
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .metadata import IdPInfo
+
+log = logging.getLogger("saml_middleware.diagnostics")
+
+# A signing certificate expiring sooner than this is a warning on the page and in the log.
+EXPIRY_WARNING_DAYS = 30
+
+# The one text for every cryptographic refusal (see the module docstring).
+UNVERIFIABLE_TEXT = (
+    "The signature could not be verified with the configured certificate, "
+    "or the assertion could not be decrypted."
+)
+
+PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"
+
+_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+_ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
+_STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+_RESPONSE = f"{{{NS['samlp']}}}Response"
+_ASSERTION = f"{{{NS['saml']}}}Assertion"
+
+# Check name -> the title shown in the first column, in page order.
+CHECK_TITLES: Mapping[str, str] = {
+    "response": "Response and status",
+    "issuer": "Issuer (IdP entity ID)",
+    "in_response_to": "Answers this test (InResponseTo)",
+    "signature": "Signature",
+    "signed_elements": "Signing options",
+    "destination": "Destination (Reply URL)",
+    "recipient": "Recipient (Reply URL)",
+    "audience": "Audience (Identifier)",
+    "time": "Validity period and clocks",
+    "name_id": "NameID",
+    "roles": "Role claim",
+    "required_role": "Required role",
+    "provision": "Account set-up",
+    "configuration": "SSO configuration",
+}
+
+# Every refusal code the ACS pipeline (protocol, engine, identity, session) can
+# raise -> the check it belongs to. Codes not listed fall back to "response".
+CODE_TO_CHECK: Mapping[str, str] = {
+    **{code: "signature" for code in UNVERIFIABLE},
+    "malformed": "response",
+    "too_large": "response",
+    "dtd_forbidden": "response",
+    "duplicate_id": "response",
+    "status_not_success": "response",
+    "wrong_number_of_assertions": "response",
+    "invalid_response": "response",
+    "unsupported": "response",
+    "replay": "response",
+    "internal_error": "response",
+    "not_found": "response",
+    "method_not_allowed": "response",
+    "csrf": "response",
+    "wrong_issuer": "issuer",
+    "wrong_in_response_to": "in_response_to",
+    "unsolicited": "in_response_to",
+    "wrong_destination": "destination",
+    "wrong_recipient": "recipient",
+    "wrong_confirmation": "recipient",
+    "wrong_audience": "audience",
+    "expired": "time",
+    "not_yet_valid": "time",
+    "no_nameid": "name_id",
+    "groups_unavailable": "roles",
+    "no_mapped_role": "required_role",
+    "groups_overage": "required_role",
+    "access_denied": "provision",
+    "provision_failed": "provision",
+    "session_too_large": "provision",
+    # Raised before any answer is read; listed so that every code has a row.
+    "idp_unavailable": "configuration",
+    "unknown_tenant": "configuration",
+    "tenant_disabled": "configuration",
+    "tenant_misconfigured": "configuration",
+    "tenant_unavailable": "configuration",
+}
+
+# Refusals raised only after pysaml2 verified the signatures: with one of these
+# the signature row can say "verified".
+_AFTER_VERIFICATION = frozenset(
+    {
+        "no_nameid",
+        "replay",
+        "groups_unavailable",
+        "no_mapped_role",
+        "groups_overage",
+        "access_denied",
+        "provision_failed",
+        "session_too_large",
+    }
+)
+
+_MAX_TEXT = 200
+_MAX_VALUES = 50
+_MAX_ATTRIBUTES = 100
+
+_ALGORITHM_NAMES = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": "RSA-SHA256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": "RSA-SHA384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": "RSA-SHA512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": "ECDSA-SHA256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": "ECDSA-SHA384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512": "ECDSA-SHA512",
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1": "RSA-SHA1",
+    "http://www.w3.org/2001/04/xmlenc#sha256": "SHA-256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384": "SHA-384",
+    "http://www.w3.org/2001/04/xmlenc#sha512": "SHA-512",
+    "http://www.w3.org/2000/09/xmldsig#sha1": "SHA-1",
+}
+
+
+# -- what the engine gives ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What this SP expects of the IdP's answer; built by the engine from its settings."""
+
+    sp_entity_id: str  # "Identifier (Entity ID)" to paste in Entra
+    acs_url: str  # "Reply URL (Assertion Consumer Service URL)"
+    idp_entity_id: str
+    signing_certs: tuple[str, ...]  # IdPInfo.signing_certs (Base64 DER)
+    cert_not_after: tuple[datetime, ...]  # IdPInfo.cert_not_after (UTC), same order
+    clock_skew_seconds: int
+    want_assertions_signed: bool
+    want_response_signed: bool
+    role_claims: tuple[str, ...]  # RoleSettings.attributes
+    role_map: Mapping[str, tuple[str, ...]]  # RoleSettings.map
+    require_mapped_role: bool
+    tenant: str | None = None  # organization slug
+    tenant_name: str | None = None
+    # Optional extras: each makes one comparison more precise.
+    request_id: str | None = None  # the outstanding Test SSO AuthnRequest's ID
+    reject_sha1: bool = True  # SecuritySettings.reject_sha1
+    name_id_format: str | None = None  # SPSettings.name_id_format (what the SP asks for)
+    roles_case_insensitive: bool = False  # RoleSettings.case_insensitive
+
+
+def expected_from(
+    settings: Settings,
+    idp: IdPInfo,
+    *,
+    tenant: str | None = None,
+    tenant_name: str | None = None,
+    request_id: str | None = None,
+) -> Expected:
+    """The expectations of one SP (an organization's merged `Settings`) and its IdP."""
+    return Expected(
+        sp_entity_id=settings.sp.entity_id,
+        acs_url=settings.acs_url,
+        idp_entity_id=idp.entity_id,
+        signing_certs=tuple(idp.signing_certs),
+        cert_not_after=tuple(idp.cert_not_after),
+        clock_skew_seconds=settings.security.clock_skew_seconds,
+        want_assertions_signed=settings.security.want_assertions_signed,
+        want_response_signed=settings.security.want_response_signed,
+        role_claims=tuple(settings.roles.attributes),
+        role_map=settings.roles.map,
+        require_mapped_role=settings.roles.require_mapped_role,
+        tenant=tenant,
+        tenant_name=tenant_name,
+        request_id=request_id,
+        reject_sha1=settings.security.reject_sha1,
+        name_id_format=settings.sp.name_id_format,
+        roles_case_insensitive=settings.roles.case_insensitive,
+    )
+
+
+# -- what the Response says -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureSeen:
+    """One ds:Signature: on which element, with which algorithms, naming which certificate."""
+
+    element: str  # "Response" | "Assertion"
+    algorithm: str | None
+    digest: str | None
+    certificate: str | None  # Base64 DER from KeyInfo; only ever compared, never trusted
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """One SubjectConfirmation (method and its data)."""
+
+    method: str | None
+    recipient: str | None
+    not_on_or_after: str | None
+    in_response_to: str | None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What an unverified Response says; strings as sent (never trusted, only compared)."""
+
+    is_response: bool
+    destination: str | None = None
+    issuer: str | None = None
+    issuer_format: str | None = None
+    in_response_to: str | None = None
+    issue_instant: str | None = None
+    status_codes: tuple[str, ...] = ()  # top-level first, then nested ones
+    status_message: str | None = None
+    assertion_count: int = 0
+    encrypted: bool = False
+    assertion_issuer: str | None = None
+    assertion_issuer_format: str | None = None
+    assertion_issue_instant: str | None = None
+    audiences: tuple[tuple[str, ...], ...] = ()  # one tuple per AudienceRestriction
+    has_conditions: bool = False
+    not_before: str | None = None
+    not_on_or_after: str | None = None
+    confirmations: tuple[Confirmation, ...] = ()
+    name_id_present: bool = False
+    name_id_format: str | None = None
+    response_signed: bool = False
+    assertion_signed: bool = False
+    signatures: tuple[SignatureSeen, ...] = ()
+
+    @property
+    def success(self) -> bool:
+        return self.status_codes == (_STATUS_SUCCESS,)
+
+    @property
+    def assertion_readable(self) -> bool:
+        """One plain assertion whose content can be compared (not encrypted, not missing)."""
+        return self.assertion_count >= 1 and not self.encrypted
+
+
+def _text(node: etree._Element | None) -> str | None:
+    """All the text of an element (not `.text`, which stops at a comment)."""
+    return None if node is None else str(node.xpath("string()")).strip()
+
+
+def _signature(node: etree._Element, element: str) -> SignatureSeen:
+    algorithm = node.xpath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=NS)
+    digest = node.xpath("ds:SignedInfo/ds:Reference/ds:DigestMethod/@Algorithm", namespaces=NS)
+    certs = node.xpath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=NS)
+    cert = "".join((_text(certs[0]) or "").split()) if certs else None
+    return SignatureSeen(
+        element,
+        str(algorithm[0]) if algorithm else None,
+        str(digest[0]) if digest else None,
+        cert or None,
+    )
+
+
+def observe_response(xml: bytes) -> Observed | None:
+    """Read what the Response says, with the hardened parser; None if it does not parse.
+
+    Never raises: the report is built for broken answers too. Only the first
+    assertion that is a child of the Response is read (the pipeline refuses
+    any other layout; the count is kept).
+    """
+    try:
+        return _observe(parse_xml(xml))
+    except Exception:  # noqa: BLE001 - a diagnostics page never fails on bad input
+        return None
+
+
+def _observe(root: etree._Element) -> Observed:
+    if root.tag != _RESPONSE:
+        return Observed(is_response=False)
+    issuer = root.find("saml:Issuer", NS)
+    status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
+    codes = (
+        tuple(str(n.get("Value") or "") for n in status[0].iter(f"{{{NS['samlp']}}}StatusCode"))
+        if status
+        else ()
+    )
+    message = root.find("samlp:Status/samlp:StatusMessage", NS)
+    assertions = root.xpath("saml:Assertion | saml:EncryptedAssertion", namespaces=NS)
+    signatures = [_signature(s, "Response") for s in root.xpath("ds:Signature", namespaces=NS)]
+    fields: dict[str, object] = {}
+    if assertions and assertions[0].tag == _ASSERTION:
+        fields = _observe_assertion(assertions[0])
+        signatures += [
+            _signature(s, "Assertion") for s in assertions[0].xpath("ds:Signature", namespaces=NS)
+        ]
+    return Observed(
+        is_response=True,
+        destination=root.get("Destination"),
+        issuer=_text(issuer),
+        issuer_format=issuer.get("Format") if issuer is not None else None,
+        in_response_to=root.get("InResponseTo"),
+        issue_instant=root.get("IssueInstant"),
+        status_codes=codes,
+        status_message=_text(message),
+        assertion_count=len(assertions),
+        encrypted=bool(assertions) and assertions[0].tag != _ASSERTION,
+        response_signed=any(s.element == "Response" for s in signatures),
+        assertion_signed=any(s.element == "Assertion" for s in signatures),
+        signatures=tuple(signatures),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _observe_assertion(assertion: etree._Element) -> dict[str, object]:
+    issuer = assertion.find("saml:Issuer", NS)
+    conditions = assertion.find("saml:Conditions", NS)
+    name_id = assertion.find("saml:Subject/saml:NameID", NS)
+    encrypted_id = assertion.find("saml:Subject/saml:EncryptedID", NS)
+    confirmations = []
+    for node in assertion.xpath("saml:Subject/saml:SubjectConfirmation", namespaces=NS):
+        data = node.find("saml:SubjectConfirmationData", NS)
+        get = data.get if data is not None else (lambda _name: None)
+        confirmations.append(
+            Confirmation(
+                node.get("Method"), get("Recipient"), get("NotOnOrAfter"), get("InResponseTo")
+            )
+        )
+    audiences: tuple[tuple[str, ...], ...] = ()
+    if conditions is not None:
+        audiences = tuple(
+            tuple(_text(a) or "" for a in r.xpath("saml:Audience", namespaces=NS))
+            for r in conditions.xpath("saml:AudienceRestriction", namespaces=NS)
+        )
+    return {
+        "assertion_issuer": _text(issuer),
+        "assertion_issuer_format": issuer.get("Format") if issuer is not None else None,
+        "assertion_issue_instant": assertion.get("IssueInstant"),
+        "audiences": audiences,
+        "has_conditions": conditions is not None,
+        "not_before": conditions.get("NotBefore") if conditions is not None else None,
+        "not_on_or_after": conditions.get("NotOnOrAfter") if conditions is not None else None,
+        "confirmations": tuple(confirmations),
+        "name_id_present": bool(
+            (name_id is not None and _text(name_id)) or encrypted_id is not None
+        ),
+        "name_id_format": (
+            name_id.get("Format")
+            if name_id is not None
+            else ("encrypted" if encrypted_id is not None else None)
+        ),
+    }
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row: a check's name, its result, and plain-words detail lines."""
+
+    name: str
+    result: str  # pass | fail | skip | warn
+    detail: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        return CHECK_TITLES.get(self.name, self.name)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One "what to fix" hint: a stable key (for tests and styling) and the text."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """Everything the page shows; `result` is "pass" only when nothing failed."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    result: str
+    verdict: str
+    checks: tuple[Check, ...]
+    fixes: tuple[Fix, ...]
+    expected: Expected
+    now: float
+    user: SAMLUser | None = None
+    failed_check: str | None = None  # the check the pipeline refused at, if any
+    error_code: str | None = None  # for the operator's log only; never rendered
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def check_for_code(code: str) -> str:
+    """The check a refusal code belongs to (unknown codes: the response as a whole)."""
+    return CODE_TO_CHECK.get(code, "response")
+
+
+def build_report(
+    *,
+    expected: Expected,
+    observed: Observed | None,
+    error: SAMLError | None,
+    user: SAMLUser | None,
+    role_values: tuple[str, ...] = (),
+    now: float,
+) -> TestReport:
+    """One row per check from the expectations, what the answer said and the pipeline's outcome.
+
+    `error` is the pipeline's first refusal (None: every check passed and `user`
+    would have signed in). `user` may be given with an error raised after the
+    user was built (required role, provisioning): the attributes and roles are
+    then shown too. `now` is the server time the pipeline used (epoch seconds).
+    """
+    ctx = _Context(expected, observed, error, user, role_values, now)
+    checks = [
+        ctx.response(),
+        ctx.issuer(),
+        ctx.in_response_to(),
+        ctx.signature(),
+        ctx.signed_elements(),
+        ctx.destination(),
+        ctx.recipient(),
+        ctx.audience(),
+        ctx.time(),
+        ctx.name_id(),
+        ctx.roles(),
+    ]
+    if expected.require_mapped_role or ctx.failed == "required_role":
+        checks.append(ctx.required_role())
+    if ctx.failed == "provision":
+        checks.append(ctx.provision())
+    if ctx.failed == "configuration":
+        checks.insert(0, ctx.refused_here("configuration", []) or ctx.not_reached("configuration"))
+    fixes = _fixes(ctx, checks)
+    for cert in ctx.expiring():
+        log.warning(
+            "IdP signing certificate %s (%s) %s%s",
+            cert.thumbprint,
+            cert.subject,
+            cert.expiry_words,
+            f" (organization {expected.tenant})" if expected.tenant else "",
+        )
+    failures = [c for c in checks if c.result == FAIL]
+    result = FAIL if error is not None or failures else PASS
+    verdict = _verdict(ctx, checks, result)
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if user is not None:
+        attributes = tuple(
+            (str(name), tuple(str(v) for v in values))
+            for name, values in list(user.attributes.items())[:_MAX_ATTRIBUTES]
+        )
+    log.info(
+        "Test SSO%s: %s%s",
+        f" for organization {expected.tenant}" if expected.tenant else "",
+        result,
+        f" at {ctx.failed} ({error.code})" if error is not None else "",
+    )
+    return TestReport(
+        result=result,
+        verdict=verdict,
+        checks=tuple(checks),
+        fixes=tuple(fixes),
+        expected=expected,
+        now=now,
+        user=user,
+        failed_check=ctx.failed,
+        error_code=error.code if error is not None else None,
+        attributes=attributes,
+    )
+
+
+class _Context:
+    """The inputs of one report, and one method per check."""
+
+    def __init__(
+        self,
+        expected: Expected,
+        observed: Observed | None,
+        error: SAMLError | None,
+        user: SAMLUser | None,
+        role_values: tuple[str, ...],
+        now: float,
+    ) -> None:
+        self.expected = expected
+        self.observed = observed
+        self.error = error
+        self.user = user
+        self.role_values = role_values
+        self.now = now
+        self.failed = check_for_code(error.code) if error is not None else None
+        self.clock_offset: float | None = None  # IdP clock minus server clock, estimated
+        # What the rows found, for the "what to fix" hints.
+        self.unsigned = False  # a part this site requires signed is not
+        self.bad_algorithm = False
+        self.other_cert = False  # KeyInfo names a certificate that is not configured
+        self.no_role_claim = False
+        self.certs = [
+            _describe_cert(body, not_after, now)
+            for body, not_after in zip(
+                expected.signing_certs,
+                _pad(expected.cert_not_after, len(expected.signing_certs)),
+                strict=True,
+            )
+        ]
+
+    # -- helpers --
+
+    def reason(self) -> str:
+        """The refusal's reason, safe to show: one text for every cryptographic code."""
+        assert self.error is not None
+        if self.error.code in UNVERIFIABLE:
+            return UNVERIFIABLE_TEXT
+        return _short(self.error.reason, 300)
+
+    def refused_here(self, name: str, lines: list[str]) -> Check | None:
+        """The failing row, when the pipeline refused at check `name`."""
+        if self.failed != name:
+            return None
+        return Check(name, FAIL, (f"Refused: {self.reason()}", *lines))
+
+    def not_reached(self, name: str, why: str | None = None) -> Check:
+        if why is None:
+            if self.failed is not None:
+                title = CHECK_TITLES.get(self.failed, self.failed)
+                why = f"Not evaluated: the test stopped at the “{title}” check."
+            else:
+                why = "Not evaluated."
+        return Check(name, SKIP, (why,))
+
+    @property
+    def verified(self) -> bool:
+        """The signatures were verified: no refusal, or one raised only after verification."""
+        return self.error is None or self.error.code in _AFTER_VERIFICATION
+
+    def unreadable(self, name: str) -> Check | None:
+        """The row for an answer with no readable assertion (None when there is one)."""
+        obs = self.observed
+        if obs is None or not obs.is_response:
+            return self.not_reached(name)
+        if obs.assertion_count == 0:
+            return self.not_reached(name, "Not evaluated: the response holds no assertion.")
+        if obs.encrypted:
+            if self.verified:
+                return Check(name, PASS, ("Checked after decrypting the assertion.",))
+            return self.not_reached(
+                name,
+                "Not shown: the assertion is encrypted and is read only after verification.",
+            )
+        return None
+
+    # -- the checks, in page order --
+
+    def response(self) -> Check:
+        obs = self.observed
+        lines: list[str] = []
+        if obs is None:
+            lines.append("The answer could not be read as XML (empty, not Base64 or not XML).")
+            return Check("response", FAIL, (*self._error_line(), *lines))
+        if not obs.is_response:
+            lines.append("The answer is XML but not a SAML Response.")
+            return Check("response", FAIL, (*self._error_line(), *lines))
+        status = ", ".join(_status_name(code) for code in obs.status_codes) or "none"
+        lines.append(f"Status: {status}.")
+        if obs.status_message:
+            lines.append(f"IdP message: {_short(obs.status_message, 300)}")
+        if obs.assertion_count:
+            kind = "an encrypted assertion" if obs.encrypted else "an assertion"
+            lines.append(
+                f"The response holds {kind}."
+                if obs.assertion_count == 1
+                else f"The response holds {obs.assertion_count} assertions (one is allowed)."
+            )
+        elif obs.success:
+            lines.append("The response holds no assertion.")
+        refused = self.refused_here("response", lines)
+        if refused:
+            return refused
+        if not obs.success:
+            return Check("response", FAIL, ("The IdP did not sign the user in.", *lines))
+        return Check("response", PASS, tuple(lines))
+
+    def _error_line(self) -> tuple[str, ...]:
+        return (f"Refused: {self.reason()}",) if self.error is not None else ()
+
+    def issuer(self) -> Check:
+        obs = self.observed
+        want = self.expected.idp_entity_id
+        lines = [f"Expected: {_short(want)}"]
+        if obs is None or not obs.is_response:
+            return self.refused_here("issuer", lines) or self.not_reached("issuer")
+        wrong = []
+        if obs.issuer is not None:
+            lines.append(f"Response issuer: {_short(obs.issuer)}")
+            if obs.issuer != want or obs.issuer_format not in (None, _ENTITY_FORMAT):
+                wrong.append("response")
+        if obs.assertion_readable:
+            lines.append(f"Assertion issuer: {_short(obs.assertion_issuer or '(none)')}")
+            if obs.assertion_issuer != want or obs.assertion_issuer_format not in (
+                None,
+                _ENTITY_FORMAT,
+            ):
+                wrong.append("assertion")
+        elif obs.encrypted:
+            lines.append("Assertion issuer: inside the encrypted assertion.")
+        refused = self.refused_here("issuer", lines)
+        if refused:
+            return refused
+        if wrong:
+            return Check("issuer", FAIL, (f"The {' and '.join(wrong)} issuer differs.", *lines))
+        if obs.issuer is None and not obs.assertion_readable:
+            return self.not_reached("issuer", "Not evaluated: the response names no issuer.")
+        return Check("issuer", PASS, tuple(lines))
+
+    def in_response_to(self) -> Check:
+        obs = self.observed
+        want = self.expected.request_id
+        lines: list[str] = []
+        if want:
+            lines.append(f"This test's request: {_short(want)}")
+        if obs is None or not obs.is_response:
+            return self.refused_here("in_response_to", lines) or self.not_reached("in_response_to")
+        got = obs.in_response_to
+        lines.append(
+            f"Response InResponseTo: {_short(got)}"
+            if got
+            else "Response InResponseTo: none (sign-in started at the IdP)."
+        )
+        inconsistent = obs.assertion_readable and any(
+            c.method == _BEARER and c.in_response_to not in (None, got) for c in obs.confirmations
+        )
+        if inconsistent:
+            lines.append("The assertion's SubjectConfirmationData names another request.")
+        refused = self.refused_here("in_response_to", lines)
+        if refused:
+            return refused
+        if inconsistent or (want and got and got != want):
+            return Check("in_response_to", FAIL, ("The answer is for another request.", *lines))
+        if want and not got:
+            return Check(
+                "in_response_to",
+                WARN,
+                ("The answer does not refer to this test (IdP-initiated).", *lines),
+            )
+        return Check("in_response_to", PASS, tuple(lines))
+
+    def signature(self) -> Check:
+        """Verification outcome; its detail never depends on which crypto check failed."""
+        config = self._configured_certs()
+        if self.failed == "signature":
+            return Check("signature", FAIL, (UNVERIFIABLE_TEXT, *config))
+        if not self.verified:
+            return Check("signature", SKIP, (*self.not_reached("signature").detail, *config))
+        obs = self.observed
+        lines = ["Verified with the configured certificate."]
+        if obs is not None:
+            for seen in obs.signatures:
+                lines.append(f"Signed: the {seen.element.lower()} ({_algorithms(seen)}).")
+            if obs.encrypted and not obs.assertion_signed:
+                lines.append("The assertion's own signature was checked after decryption.")
+        used = self._used_cert()
+        if used is not None:
+            lines.append(f"Certificate used: {used.summary}.")
+            lines.extend(
+                f"Another configured certificate {c.expiry_words}."
+                for c in self.certs
+                if c is not used and c.days_left < EXPIRY_WARNING_DAYS
+            )
+        else:
+            lines.extend(config)
+        if self.expiring():
+            return Check("signature", WARN, tuple(lines))
+        return Check("signature", PASS, tuple(lines))
+
+    def expiring(self) -> list[_CertInfo]:
+        """The certificates to warn about: the one the IdP signs with, when it can be told
+        (an old one left in rotated metadata is no news), else any configured one."""
+        used = self._used_cert()
+        candidates = [used] if used is not None else self.certs
+        return [c for c in candidates if c.days_left < EXPIRY_WARNING_DAYS]
+
+    def _configured_certs(self) -> list[str]:
+        if not self.certs:
+            return ["Configured certificate: none."]
+        return [f"Configured certificate: {c.summary}." for c in self.certs]
+
+    def _used_cert(self) -> _CertInfo | None:
+        """The configured certificate the IdP signed with, when it can be told."""
+        if len(self.certs) == 1:
+            return self.certs[0]
+        named = self._key_info_certs()
+        for cert in self.certs:
+            if cert.der in named:
+                return cert
+        return None
+
+    def _key_info_certs(self) -> set[bytes]:
+        obs = self.observed
+        found = set()
+        for seen in obs.signatures if obs is not None else ():
+            der = _der(seen.certificate)
+            if der is not None:
+                found.add(der)
+        return found
+
+    def signed_elements(self) -> Check:
+        """Which parts the message signs, how, and naming which certificate: message facts only."""
+        exp = self.expected
+        obs = self.observed
+        wanted = [
+            part
+            for part, on in (
+                ("the assertion", exp.want_assertions_signed),
+                ("the response", exp.want_response_signed),
+            )
+            if on
+        ]
+        lines = [f"This site requires a signature on {' and '.join(wanted) or 'either part'}."]
+        if obs is None or not obs.is_response:
+            return self.not_reached("signed_elements")
+        if not obs.signatures and not obs.assertion_count:
+            return self.not_reached(
+                "signed_elements", "Not evaluated: the response holds no assertion."
+            )
+        problems: list[str] = []
+        lines.append(
+            "Response signed: "
+            + (_signed_words(obs, "Response") if obs.response_signed else "no")
+            + "."
+        )
+        if obs.encrypted:
+            lines.append("Assertion signed: not visible (the assertion is encrypted).")
+        else:
+            lines.append(
+                "Assertion signed: "
+                + (_signed_words(obs, "Assertion") if obs.assertion_signed else "no")
+                + "."
+            )
+        if exp.want_response_signed and not obs.response_signed:
+            problems.append("The response is not signed.")
+        if exp.want_assertions_signed and not obs.assertion_signed and not obs.encrypted:
+            problems.append("The assertion is not signed.")
+        if not obs.signatures and not obs.encrypted:
+            problems.append("Nothing in the answer is signed.")
+        self.unsigned = bool(problems)
+        for seen in obs.signatures:
+            allowed_sig = SIGNATURE_METHODS | (set() if exp.reject_sha1 else SIGNATURE_METHODS_SHA1)
+            allowed_digest = DIGEST_METHODS | (set() if exp.reject_sha1 else DIGEST_METHODS_SHA1)
+            if seen.algorithm not in allowed_sig or seen.digest not in allowed_digest:
+                self.bad_algorithm = True
+                problems.append(
+                    f"The {seen.element.lower()} is signed with an algorithm this site does "
+                    f"not accept ({_algorithms(seen)})."
+                )
+        result = FAIL if problems else PASS
+        named = self._key_info_certs()
+        configured = {c.der for c in self.certs}
+        if named:
+            if named <= configured:
+                lines.append("Certificate named in the signature: the configured one.")
+            else:
+                other = [_describe_der(d, self.now) for d in named - configured]
+                lines.append(
+                    "Certificate named in the signature: a different one ("
+                    + "; ".join(other)
+                    + "). The IdP may sign with a new or another application's certificate."
+                )
+                self.other_cert = True
+                result = result if problems else WARN
+        elif obs.signatures:
+            lines.append("Certificate named in the signature: none (the configured one is used).")
+        return Check("signed_elements", result, (*problems, *lines))
+
+    def destination(self) -> Check:
+        obs = self.observed
+        want = self.expected.acs_url
+        lines = [f"Expected: {_short(want)}"]
+        if obs is None or not obs.is_response:
+            return self.refused_here("destination", lines) or self.not_reached("destination")
+        lines.append(f"Received: {_short(obs.destination) if obs.destination else '(none)'}")
+        refused = self.refused_here("destination", lines)
+        if refused:
+            return refused
+        if obs.destination != want:
+            return Check("destination", FAIL, ("The response is addressed elsewhere.", *lines))
+        return Check("destination", PASS, tuple(lines))
+
+    def recipient(self) -> Check:
+        want = self.expected.acs_url
+        lines = [f"Expected: {_short(want)}"]
+        blocked = self.unreadable("recipient")
+        if blocked is not None:
+            return self.refused_here("recipient", lines) or blocked
+        obs = self.observed
+        assert obs is not None
+        bearer = [c for c in obs.confirmations if c.method == _BEARER]
+        others = [c for c in obs.confirmations if c.method != _BEARER]
+        for conf in bearer:
+            lines.append(f"Received: {_short(conf.recipient) if conf.recipient else '(none)'}")
+        if not bearer:
+            lines.append("Received: no bearer SubjectConfirmation.")
+        for conf in others:
+            lines.append(f"Ignored confirmation method: {_short(conf.method or '(none)')}")
+        refused = self.refused_here("recipient", lines)
+        if refused:
+            return refused
+        if not any(c.recipient == want for c in bearer):
+            return Check("recipient", FAIL, ("The assertion is meant for another address.", *lines))
+        return Check("recipient", PASS, tuple(lines))
+
+    def audience(self) -> Check:
+        want = self.expected.sp_entity_id
+        lines = [f"Expected: {_short(want)}"]
+        blocked = self.unreadable("audience")
+        if blocked is not None:
+            return self.refused_here("audience", lines) or blocked
+        obs = self.observed
+        assert obs is not None
+        for restriction in obs.audiences:
+            lines.append("Received: " + (", ".join(_short(a) for a in restriction) or "(none)"))
+        if not obs.audiences:
+            lines.append("Received: no audience restriction.")
+        refused = self.refused_here("audience", lines)
+        if refused:
+            return refused
+        if not obs.audiences or any(want not in r for r in obs.audiences):
+            return Check("audience", FAIL, ("The assertion is meant for another site.", *lines))
+        return Check("audience", PASS, tuple(lines))
+
+    def time(self) -> Check:
+        exp = self.expected
+        obs = self.observed
+        skew = exp.clock_skew_seconds
+        lines = [f"Server time: {_when(self.now)}; allowed clock skew: {skew} s."]
+        if obs is None or not obs.is_response:
+            return self.refused_here("time", lines) or self.not_reached("time")
+        problems: list[str] = []
+
+        def instant(label: str, value: str | None) -> float | None:
+            try:
+                stamp = saml_instant(value)
+            except SAMLError:
+                problems.append(f"{label} is not a valid time ({_short(value or '', 40)}).")
+                return None
+            if stamp is not None:
+                lines.append(f"{label}: {_when(stamp)} ({_delta(stamp - self.now)}).")
+            return stamp
+
+        issued = instant("Response IssueInstant", obs.issue_instant)
+        if issued is not None:
+            self.clock_offset = issued - self.now
+        stamps = [("response", issued)]
+        if obs.assertion_readable:
+            stamps.append(
+                ("assertion", instant("Assertion IssueInstant", obs.assertion_issue_instant))
+            )
+            not_before = instant("Conditions NotBefore", obs.not_before)
+            not_after = instant("Conditions NotOnOrAfter", obs.not_on_or_after)
+            if not_before is not None and self.now + skew < not_before:
+                problems.append(
+                    f"Not valid yet: it starts {_seconds(not_before - self.now)} after the "
+                    f"server's time (more than the allowed {skew} s)."
+                )
+            if not_after is not None and self.now - skew >= not_after:
+                problems.append(
+                    f"Expired {_seconds(self.now - not_after)} before the server's time."
+                )
+            for conf in obs.confirmations:
+                if conf.method != _BEARER:
+                    continue
+                scd = instant("SubjectConfirmationData NotOnOrAfter", conf.not_on_or_after)
+                if scd is not None and self.now - skew >= scd:
+                    problems.append(
+                        f"The confirmation expired {_seconds(self.now - scd)} before the "
+                        "server's time."
+                    )
+        for what, stamp in stamps:
+            if stamp is None:
+                continue
+            if stamp > self.now + skew:
+                problems.append(
+                    f"The {what} was issued {_seconds(stamp - self.now)} in the future "
+                    f"(more than the allowed {skew} s)."
+                )
+            elif stamp < self.now - skew - MAX_RESPONSE_AGE_SECONDS:
+                problems.append(
+                    f"The {what} was issued {_seconds(self.now - stamp)} ago "
+                    f"(at most {MAX_RESPONSE_AGE_SECONDS} s is accepted)."
+                )
+        if obs.encrypted:
+            lines.append("The assertion's own times are inside the encrypted assertion.")
+        refused = self.refused_here("time", problems + lines)
+        if refused:
+            return refused
+        if problems:
+            return Check("time", FAIL, (*problems, *lines))
+        if issued is None and not obs.assertion_readable:
+            return self.not_reached("time", "Not evaluated: the response carries no times.")
+        return Check("time", PASS, tuple(lines))
+
+    def name_id(self) -> Check:
+        lines: list[str] = []
+        if self.expected.name_id_format:
+            lines.append(f"This site asks for: {_short(self.expected.name_id_format)}")
+        blocked = self.unreadable("name_id")
+        if blocked is not None:
+            return self.refused_here("name_id", lines) or blocked
+        obs = self.observed
+        assert obs is not None
+        lines.append(f"Received format: {_short(obs.name_id_format or '(unspecified)')}")
+        if self.user is not None:
+            lines.append("The NameID value is shown under “The user who would sign in” below.")
+        refused = self.refused_here("name_id", lines)
+        if refused:
+            return refused
+        if not obs.name_id_present:
+            return Check("name_id", FAIL, ("The assertion names no user (no NameID).", *lines))
+        return Check("name_id", PASS, tuple(lines))
+
+    def roles(self) -> Check:
+        exp = self.expected
+        claims = exp.role_claims
+        lines = [
+            f"Expected claim{'s' if len(claims) != 1 else ''}: " + (", ".join(claims) or "(none)")
+        ]
+        user = self.user
+        if user is None:
+            return self.refused_here("roles", lines) or Check(
+                "roles",
+                SKIP,
+                (*self.not_reached("roles").detail, *lines),
+            )
+        present = [c for c in claims if c in user.attributes]
+        values = self.role_values or tuple(
+            dict.fromkeys(v for c in claims for v in user.attributes.get(c, ()))
+        )
+        mapped, unmapped = [], []
+        for value in values[:_MAX_VALUES]:
+            key = value.casefold() if exp.roles_case_insensitive else value
+            roles = exp.role_map.get(key)
+            if roles:
+                mapped.append(f"{_short(value, 80)} → {', '.join(_short(r, 80) for r in roles)}")
+            else:
+                unmapped.append(_short(value, 80))
+        lines.append(
+            "Present in the answer: " + (", ".join(present) if present else "no role claim")
+        )
+        if mapped:
+            lines.append("Mapped: " + "; ".join(mapped))
+        if unmapped:
+            lines.append("Not mapped: " + ", ".join(unmapped))
+        if user.groups_overage:
+            lines.append(
+                "Group overage: Entra sent a groups.link instead of the groups "
+                "(the user is in too many groups)."
+            )
+        refused = self.refused_here("roles", lines)
+        if refused:
+            return refused
+        if not claims or not exp.role_map:
+            return Check("roles", PASS, ("No role mapping is configured.", *lines))
+        if not present:
+            self.no_role_claim = True
+            return Check("roles", WARN, ("The answer carries no role claim.", *lines))
+        if not mapped or user.groups_overage:
+            return Check("roles", WARN, ("No value received is mapped to an app role.", *lines))
+        return Check("roles", PASS, tuple(lines))
+
+    def required_role(self) -> Check:
+        lines = ["Only users with a mapped role may sign in (roles.require_mapped_role)."]
+        refused = self.refused_here("required_role", lines)
+        if refused:
+            return refused
+        if self.user is None:
+            return Check("required_role", SKIP, (*self.not_reached("required_role").detail, *lines))
+        return Check("required_role", PASS, ("The user has a mapped role.", *lines))
+
+    def provision(self) -> Check:
+        return self.refused_here("provision", []) or self.not_reached("provision")
+
+
+# -- certificates ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CertInfo:
+    der: bytes
+    subject: str
+    thumbprint: str  # SHA-1, upper-case hex: what Entra shows as "Thumbprint"
+    not_after: datetime | None
+    days_left: float
+
+    @property
+    def expiry_words(self) -> str:
+        if self.not_after is None:
+            return "has an unknown expiry"
+        date = self.not_after.strftime("%Y-%m-%d")
+        if self.days_left < 0:
+            return f"expired on {date}"
+        return f"expires on {date} (in {int(self.days_left)} days)"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.subject}, thumbprint {self.thumbprint}, {self.expiry_words}"
+
+
+def _der(body: str | None) -> bytes | None:
+    if not body:
+        return None
+    try:
+        return base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _describe_cert(body: str, not_after: datetime | None, now: float) -> _CertInfo:
+    der = _der(body) or b""
+    info = _describe_der_info(der, now)
+    if not_after is not None:  # the metadata's reading wins: the same source as the engine's
+        days = (not_after.timestamp() - now) / 86400
+        info = _CertInfo(info.der, info.subject, info.thumbprint, not_after, days)
+    return info
+
+
+def _describe_der_info(der: bytes, now: float) -> _CertInfo:
+    thumbprint = hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        subject = _short(cert.subject.rfc4514_string() or "(no subject)", 120)
+        not_after: datetime | None = cert.not_valid_after_utc
+    except ValueError:
+        subject, not_after = "(unreadable certificate)", None
+    days = (not_after.timestamp() - now) / 86400 if not_after is not None else float("inf")
+    return _CertInfo(der, subject, thumbprint, not_after, days)
+
+
+def _describe_der(der: bytes, now: float) -> str:
+    return _describe_der_info(der, now).summary
+
+
+def _pad(values: Sequence[datetime], length: int) -> list[datetime | None]:
+    padded: list[datetime | None] = list(values[:length])
+    return padded + [None] * (length - len(padded))
+
+
+# -- words -----------------------------------------------------------------------------
+
+
+def _short(text: str | None, limit: int = _MAX_TEXT) -> str:
+    """At most `limit` characters, control characters shown as spaces."""
+    if text is None:
+        return ""
+    clean = "".join(c if c.isprintable() else " " for c in text)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+def _status_name(code: str) -> str:
+    return _short(code.rsplit(":", 1)[-1] or code or "(empty)", 80)
+
+
+def _algorithms(seen: SignatureSeen) -> str:
+    return f"{_algorithm_name(seen.algorithm)}, digest {_algorithm_name(seen.digest)}"
+
+
+def _algorithm_name(uri: str | None) -> str:
+    if not uri:
+        return "none"
+    return _ALGORITHM_NAMES.get(uri, _short(uri, 100))
+
+
+def _signed_words(obs: Observed, element: str) -> str:
+    seen = [s for s in obs.signatures if s.element == element]
+    return "yes (" + "; ".join(_algorithms(s) for s in seen) + ")"
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _seconds(value: float) -> str:
+    seconds = int(round(abs(value)))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _delta(offset: float) -> str:
+    if abs(offset) < 1:
+        return "same as the server's time"
+    return f"{_seconds(offset)} {'after' if offset > 0 else 'before'} the server's time"
+
+
+def _verdict(ctx: _Context, checks: list[Check], result: str) -> str:
+    warnings = [c for c in checks if c.result == WARN]
+    if result == PASS:
+        user = ctx.user
+        who = f" for {_short(user.display_name or user.name_id, 80)}" if user else ""
+        roles = (
+            f", with the role{'s' if len(user.roles) != 1 else ''} {', '.join(user.roles)}"
+            if user is not None and user.roles
+            else (", with no app role" if user is not None else "")
+        )
+        extra = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""
+        return f"Test passed: sign-in would succeed{who}{roles}{extra}."
+    if ctx.error is not None:
+        title = CHECK_TITLES.get(ctx.failed or "response", "response")
+        return f"Test failed: sign-in would be refused at the “{title}” check: {ctx.reason()}"
+    failed = [c.title for c in checks if c.result == FAIL]
+    return "Test failed: " + ", ".join(failed) + "."
+
+
+# -- what to fix -----------------------------------------------------------------------
+
+
+def _fixes(ctx: _Context, checks: list[Check]) -> list[Fix]:
+    exp = ctx.expected
+    results = {c.name: c.result for c in checks}
+    fixes: list[Fix] = []
+
+    def add(key: str, text: str) -> None:
+        if all(f.key != key for f in fixes):
+            fixes.append(Fix(key, text))
+
+    obs = ctx.observed
+    if results.get("response") == FAIL and obs is not None and obs.is_response and not obs.success:
+        message = f" It said: “{_short(obs.status_message, 300)}”." if obs.status_message else ""
+        add(
+            "idp_status",
+            "The IdP refused the sign-in." + message + " With Microsoft Entra ID, the AADSTS code "
+            "in the message names the cause (AADSTS50105: the user is not assigned to the "
+            "application: Enterprise applications > Users and groups).",
+        )
+    if results.get("issuer") == FAIL:
+        received = (obs.issuer or obs.assertion_issuer) if obs is not None else None
+        add(
+            "issuer",
+            f"The answer comes from “{_short(received or '(unknown)')}”, but this site expects "
+            f"“{_short(exp.idp_entity_id)}”: the IdP metadata configured here probably belongs to "
+            "another application or tenant. Use this application's App Federation Metadata Url "
+            "(or its Microsoft Entra Identifier and certificate).",
+        )
+    if results.get("in_response_to") == FAIL:
+        add(
+            "restart",
+            "The answer does not belong to this test or was already used: press Test SSO again "
+            "(do not reuse an old tab or the Back button).",
+        )
+    if ctx.unsigned:
+        option = (
+            "Sign SAML response and assertion"
+            if exp.want_response_signed
+            else ("Sign SAML assertion")
+        )
+        add(
+            "signing_option",
+            f"In Microsoft Entra ID, SAML Certificates > Signing option: choose “{option}”.",
+        )
+    if ctx.bad_algorithm:
+        add(
+            "algorithm",
+            "In Microsoft Entra ID, SAML Certificates > Signing algorithm: choose SHA-256.",
+        )
+    if ctx.other_cert:
+        add(
+            "certificate",
+            "The IdP signs with another certificate than the one configured here (new or "
+            "rotated, or another application's). In Microsoft Entra ID, SAML Certificates: "
+            "download Certificate (Base64) again and paste it here, or use the App "
+            "Federation Metadata Url.",
+        )
+    if results.get("signature") == FAIL:
+        add(
+            "certificate",
+            "Check the IdP signing certificate configured here: it may be wrong or rotated. In "
+            "Microsoft Entra ID, SAML Certificates: download Certificate (Base64) again and "
+            "paste it here, or configure the App Federation Metadata Url so that new "
+            "certificates apply by themselves. If the assertion is encrypted, check this "
+            "site's encryption certificate in Entra (Token encryption).",
+        )
+    if results.get("destination") == FAIL or results.get("recipient") == FAIL:
+        add(
+            "reply_url",
+            "In Microsoft Entra ID, Basic SAML Configuration > Reply URL (Assertion Consumer "
+            f"Service URL) must be {exp.acs_url}",
+        )
+    if results.get("audience") == FAIL:
+        add(
+            "identifier",
+            "In Microsoft Entra ID, Basic SAML Configuration > Identifier (Entity ID) must be "
+            f"{exp.sp_entity_id}",
+        )
+    if results.get("time") == FAIL:
+        add("clock", _clock_hint(ctx.clock_offset, exp.clock_skew_seconds))
+    if results.get("name_id") == FAIL:
+        add(
+            "name_id",
+            "In Microsoft Entra ID, Attributes & Claims > Unique User Identifier (Name ID): set "
+            "it, e.g. to user.userprincipalname.",
+        )
+    if results.get("roles") in (FAIL, WARN) and exp.role_claims:
+        names = " or ".join(exp.role_claims)
+        if ctx.no_role_claim:
+            add(
+                "role_claim",
+                f"The answer has no role claim. In Microsoft Entra ID, add an app role (App "
+                f"registrations > App roles) and assign it to users, or add a group claim "
+                f"(Attributes & Claims > Add a group claim), named {names}.",
+            )
+        elif ctx.user is not None and ctx.user.groups_overage:
+            add(
+                "groups_overage",
+                "The user is in too many groups for Entra to send them (group overage): emit "
+                "app roles instead, or limit the group claim to groups assigned to the "
+                "application.",
+            )
+        else:
+            add(
+                "role_map",
+                "None of the role values received is mapped: add them to this site's role "
+                "mapping (roles.map), or assign the user a role that is mapped.",
+            )
+    if results.get("required_role") == FAIL:
+        add(
+            "role_assignment",
+            "This site admits only users with a mapped role: in Microsoft Entra ID, "
+            "Enterprise applications > Users and groups, assign the user an app role (or a "
+            "group) that is mapped here.",
+        )
+    if ctx.expiring():
+        add(
+            "certificate_expiry",
+            "The IdP signing certificate expires soon: in Microsoft Entra ID, SAML "
+            "Certificates, create a new certificate and make it active, then configure it here "
+            "(with the App Federation Metadata Url this happens by itself).",
+        )
+    return fixes
+
+
+def _clock_hint(offset: float | None, skew: int) -> str:
+    """Which clock is off and by how much, as far as the IssueInstant tells."""
+    again = " Then press Test SSO again: an answer is valid for a few minutes only."
+    if offset is None or abs(offset) <= skew:
+        return (
+            "The answer's validity period does not include this server's time: check that "
+            "this server's clock is right (NTP)." + again
+        )
+    if offset > 0:
+        return (
+            f"The IdP's clock is about {_seconds(offset)} ahead of this server's clock "
+            f"(allowed difference: {skew} s): synchronise this server's clock (NTP)." + again
+        )
+    return (
+        f"This server's clock is about {_seconds(offset)} ahead of the IdP's clock (allowed "
+        f"difference: {skew} s), or the answer was held back that long (an old browser tab "
+        "or a replayed form): synchronise this server's clock (NTP)." + again
+    )
+
+
+# -- the page --------------------------------------------------------------------------
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;"
+    "color:#222}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}"
+    "code{background:#f3f3f3;padding:0 .2rem;word-break:break-all}"
+    "table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:.4rem;"
+    "text-align:left;vertical-align:top}td{overflow-wrap:anywhere}"
+    "tr[data-result=pass] .result{color:#16794a}tr[data-result=fail] .result{color:#b3261e;"
+    "font-weight:bold}tr[data-result=warn] .result{color:#9a6700;font-weight:bold}"
+    "tr[data-result=skip] .result{color:#777}"
+    "#summary{padding:.6rem 1rem;border-radius:.4rem}"
+    "#summary[data-result=pass]{background:#e7f5ec}#summary[data-result=fail]{background:#fbe9e7}"
+    "dt{font-weight:bold}dd{margin:0 0 .4rem 1rem;overflow-wrap:anywhere}"
+)
+
+_RESULT_WORDS = {PASS: "pass", FAIL: "FAIL", SKIP: "skipped", WARN: "warning"}
+
+
+def render_report(report: TestReport) -> bytes:
+    """The complete diagnostics page (UTF-8 HTML); every interpolated value is escaped."""
+    exp = report.expected
+    title = "Test SSO: passed" if report.result == PASS else "Test SSO: failed"
+    parts = [f"<h1>{escape(title)}</h1>", _summary(report)]
+    rows = "".join(
+        f"<tr data-check='{escape(c.name)}' data-result='{escape(c.result)}'>"
+        f"<td>{escape(c.title)}</td><td class=result>{escape(_RESULT_WORDS[c.result])}</td>"
+        f"<td>{'<br>'.join(escape(line) for line in c.detail)}</td></tr>"
+        for c in report.checks
+    )
+    parts.append(
+        "<section id=checks-section><h2>Checks</h2><table id=checks>"
+        "<thead><tr><th>Check</th><th>Result</th><th>Detail</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></section>"
+    )
+    fixes = "".join(f"<li data-fix='{escape(f.key)}'>{escape(f.text)}</li>" for f in report.fixes)
+    parts.append(
+        "<section id=fixes><h2>What to fix</h2>"
+        + (f"<ul>{fixes}</ul>" if fixes else "<p>Nothing to fix.</p>")
+        + "</section>"
+    )
+    if report.user is not None:
+        parts.append(_user_section(report.user))
+        parts.append(_attributes_section(report.attributes))
+    parts.append(
+        "<section id=settings><h2>This site's SAML settings (to paste in the IdP)</h2><dl>"
+        f"<dt>Identifier (Entity ID)</dt><dd><code>{escape(exp.sp_entity_id)}</code></dd>"
+        f"<dt>Reply URL (Assertion Consumer Service URL)</dt>"
+        f"<dd><code>{escape(exp.acs_url)}</code></dd>"
+        f"<dt>Expected IdP (issuer)</dt><dd><code>{escape(exp.idp_entity_id)}</code></dd>"
+        "</dl></section>"
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width'><meta name=robots content=noindex>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>{''.join(parts)}</body></html>"
+    ).encode()
+
+
+def _summary(report: TestReport) -> str:
+    exp = report.expected
+    lines = [f"<p id=verdict><strong>{escape(report.verdict)}</strong></p>"]
+    if exp.tenant:
+        name = f"{exp.tenant_name} ({exp.tenant})" if exp.tenant_name else exp.tenant
+        lines.append(f"<p>Organization tested: <strong>{escape(_short(name))}</strong></p>")
+    lines.append(
+        "<p id=no-session>This was a test: no session was created and nobody was signed in.</p>"
+    )
+    lines.append(f"<p>Tested at {escape(_when(report.now))}.</p>")
+    return f"<section id=summary data-result='{escape(report.result)}'>{''.join(lines)}</section>"
+
+
+def _user_section(user: SAMLUser) -> str:
+    fields = [
+        ("NameID", user.name_id),
+        ("NameID format", user.name_id_format),
+        ("User ID", user.user_id),
+        ("Email", user.email),
+        ("First name", user.first_name),
+        ("Last name", user.last_name),
+        ("Display name", user.display_name),
+    ]
+    items = "".join(
+        f"<dt>{escape(label)}</dt><dd data-field='{escape(label)}'>"
+        f"{escape(_short(value)) if value else '<em>(none)</em>'}</dd>"
+        for label, value in fields
+    )
+    roles = "".join(f"<li>{escape(_short(role, 100))}</li>" for role in user.roles)
+    overage = (
+        "<p id=groups-overage>Group overage: the IdP did not send this user's groups "
+        "(too many groups).</p>"
+        if user.groups_overage
+        else ""
+    )
+    return (
+        "<section id=user><h2>The user who would sign in</h2>"
+        f"<dl>{items}</dl><h3>App roles</h3><ul id=roles>{roles}</ul>"
+        + ("" if user.roles else "<p>No app role.</p>")
+        + overage
+        + "</section>"
+    )
+
+
+def _attributes_section(attributes: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    rows = []
+    for name, values in attributes:
+        shown = [escape(_short(v)) for v in values[:_MAX_VALUES]]
+        if len(values) > _MAX_VALUES:
+            shown.append(escape(f"… and {len(values) - _MAX_VALUES} more"))
+        rows.append(
+            f"<tr data-claim='{escape(_short(name, 300))}'><td>{escape(_short(name, 300))}</td>"
+            f"<td>{'<br>'.join(shown)}</td></tr>"
+        )
+    return (
+        "<section id=attributes-section><h2>Attributes received</h2><table id=attributes>"
+        "<thead><tr><th>Claim</th><th>Values</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )

@@ -1,0 +1,275 @@
+"""Organizations (tenants): which one a request belongs to, and each one's IdP.
+
+A `Realm` is one IdP relationship with its own SP entity ID and ACS URL: the
+app's own (the top-level `idp`) or one organization's. `Organizations` finds an
+organization's realm by slug, from the settings dict or from the app's loader
+(its own database, as in Sentry or Contentstack), caching loader results for
+`tenant_options.cache_seconds` so an admin's change applies within that time,
+or at once after `invalidate`. A realm keeps its parsed metadata and its pysaml2
+client across reloads while the organization's settings do not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cachetools import LRUCache, TTLCache
+
+from .config import SLUG, Settings, TenantSettings, load_tenant
+from .errors import ConfigError, SAMLError
+from .metadata import IdPMetadata
+from .protocol import ServiceProvider
+
+log = logging.getLogger("saml_middleware.tenants")
+
+# How long a loader failure or a broken organization is remembered before the
+# loader is asked again (when caching is off).
+_RETRY_SECONDS = 5
+TENANT_UNAVAILABLE = "This organization's sign-in settings cannot be read right now: try again."
+TENANT_MISCONFIGURED = (
+    "This organization's single sign-on is not set up correctly: ask its administrator."
+)
+
+
+class Realm:
+    """One IdP relationship: its merged settings, its metadata, its pysaml2 client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        enabled: bool = True,
+        strict: bool = True,
+    ) -> None:
+        assert settings.idp is not None
+        self.settings = settings
+        self.slug = settings.tenant
+        self.name = name or self.slug or ""
+        self.enabled = enabled
+        self.strict = strict
+        self.metadata = IdPMetadata(settings.idp)
+        self._sp: ServiceProvider | None = None
+        self._sp_version = 0
+
+    @classmethod
+    def of(cls, tenant: TenantSettings) -> Realm:
+        return cls(tenant.settings, name=tenant.name, enabled=tenant.enabled, strict=tenant.strict)
+
+    def adopt(self, old: Realm) -> None:
+        """Keep `old`'s parsed metadata (and pysaml2 client) when the IdP is the same:
+        switching SSO on, or changing a role mapping, must not fetch metadata again."""
+        if self.settings.idp != old.settings.idp:
+            return
+        self.metadata = old.metadata
+        if (self.settings.sp, self.settings.security) == (old.settings.sp, old.settings.security):
+            self._sp, self._sp_version = old._sp, old._sp_version
+
+    def _client(self) -> ServiceProvider:
+        info = self.metadata.current()
+        if self._sp is None or self.metadata.version != self._sp_version:
+            self._sp = ServiceProvider(self.settings, info)
+            self._sp_version = self.metadata.version
+        return self._sp
+
+    def service_provider_sync(self) -> ServiceProvider:
+        """The pysaml2 client for the metadata now in force (loading it first if need be).
+
+        Raises `ConfigError` when the IdP description cannot be read.
+        """
+        self.metadata.refresh_if_due_sync()
+        return self._client()
+
+    async def service_provider(self) -> ServiceProvider:
+        """`service_provider_sync` without blocking the event loop on a fetch.
+
+        An organization's metadata that cannot be read is the organization's
+        problem, not the user's: 503 with a short reason, the cause logged.
+        """
+        try:
+            if self.metadata.version == 0:
+                await asyncio.to_thread(self.metadata.refresh_if_due_sync)
+            else:
+                await self.metadata.refresh_if_due()
+            return self._client()
+        except ConfigError as err:
+            log.warning("organization %s: the IdP cannot be used: %s", self.slug, err)
+            raise SAMLError("tenant_misconfigured", TENANT_MISCONFIGURED, 503) from None
+
+    def home(self, fallback: str, resolver: tuple[str, Any] | None) -> str:
+        """Where a login lands without a `next`: the organization's own path if known."""
+        if self.slug is not None and resolver is not None and resolver[0] == "path_prefix":
+            return f"{resolver[1]}{self.slug}/"
+        return fallback
+
+
+class _Broken:
+    """A loader answer that failed validation (kept briefly, like a good one)."""
+
+    def __init__(self, error: ConfigError) -> None:
+        self.error = error
+
+
+class Organizations:
+    """The organizations of one engine: by slug, and by request path or host."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.tenants is not None and settings.tenant_options is not None
+        self._base = settings
+        self.options = settings.tenant_options
+        self._lock = threading.Lock()
+        self._fixed: dict[str, Realm] | None = None
+        self._loader: Callable[..., Any] | None = None
+        if isinstance(settings.tenants, Mapping):
+            self._fixed = {slug: Realm.of(t) for slug, t in settings.tenants.items()}
+            for realm in self._fixed.values():
+                realm.metadata.load()  # every settings error at start-up
+        else:
+            self._loader = settings.tenants
+        ttl = self.options.cache_seconds or _RETRY_SECONDS
+        self._answers: TTLCache[str, Realm | _Broken | None] = TTLCache(
+            maxsize=self.options.cache_size, ttl=ttl
+        )
+        # Realms by slug with the raw dict they were built from: reused (parsed
+        # metadata, pysaml2 client) while the loader returns an equal dict.
+        self._realms: LRUCache[str, tuple[Any, Realm]] = LRUCache(maxsize=self.options.cache_size)
+        kind, value = self.options.resolver
+        self._host_pattern = (
+            re.compile(re.escape(value).replace(re.escape("{slug}"), r"(?P<slug>[a-z0-9-]{1,63})"))
+            if kind == "host"
+            else None
+        )
+
+    # -- which organization ---------------------------------------------------------
+
+    def resolve(self, path: str, host: str) -> str | None:
+        """The slug a request path (or host) belongs to, or None for the app's own paths.
+
+        A callable resolver that raises is the app's failure: the exception
+        propagates (the engine answers 503 and logs it), never "no organization".
+        """
+        kind, value = self.options.resolver
+        if kind == "path_prefix":
+            if not path.startswith(value):
+                return None
+            slug = path[len(value) :].split("/", 1)[0]
+        elif kind == "host":
+            assert self._host_pattern is not None
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            match = self._host_pattern.fullmatch(name.strip().lower())
+            slug = match.group("slug") if match else ""
+        else:
+            slug = value(path, host)
+        if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+            return None
+        return slug
+
+    # -- by slug ----------------------------------------------------------------------
+
+    async def get(self, slug: str) -> Realm | None:
+        """The organization's realm, None for an unknown slug.
+
+        Raises `SAMLError` (503) when the loader fails with nothing known of the
+        organization, or when its settings are not valid (the cause is logged).
+        """
+        if not SLUG.fullmatch(slug):
+            return None
+        if self._fixed is not None:
+            return self._fixed.get(slug)
+        with self._lock:
+            cached = self._answers.get(slug, _MISSING)
+        if cached is _MISSING:
+            cached = await self._load(slug)
+        if isinstance(cached, _Broken):
+            raise SAMLError("tenant_misconfigured", TENANT_MISCONFIGURED, 503)
+        assert cached is None or isinstance(cached, Realm)
+        return cached
+
+    async def _load(self, slug: str) -> Realm | _Broken | None:
+        assert self._loader is not None
+        try:
+            if inspect.iscoroutinefunction(self._loader) or inspect.iscoroutinefunction(
+                getattr(self._loader, "__call__", None)  # noqa: B004 -- async callable objects
+            ):
+                raw = await self._loader(slug)
+            else:
+                raw = await asyncio.to_thread(self._loader, slug)
+            if inspect.isawaitable(raw):
+                raw = await raw
+        except Exception:
+            log.exception("the tenants loader failed for organization %s", slug)
+            with self._lock:
+                known = self._realms.get(slug)
+            if known is None:
+                raise SAMLError("tenant_unavailable", TENANT_UNAVAILABLE, 503) from None
+            log.warning("organization %s: keeping its last known settings", slug)
+            answer: Realm | _Broken | None = known[1]
+            with self._lock:
+                self._answers[slug] = answer
+            return answer
+        answer = self._realm_from(slug, raw)
+        with self._lock:
+            self._answers[slug] = answer
+        return answer
+
+    def _realm_from(self, slug: str, raw: Any) -> Realm | _Broken | None:
+        if raw is None:
+            with self._lock:
+                self._realms.pop(slug, None)
+            return None
+        with self._lock:
+            known = self._realms.get(slug)
+        if known is not None and _same(known[0], raw):
+            return known[1]
+        try:
+            realm = Realm.of(load_tenant(self._base, slug, raw))
+        except ConfigError as err:
+            log.error("organization %s has invalid settings: %s", slug, err)
+            return _Broken(err)
+        if known is not None:
+            realm.adopt(known[1])
+        try:
+            snapshot = copy.deepcopy(raw)
+        except Exception:  # an object that cannot be copied: no reuse, no harm
+            snapshot = _MISSING
+        with self._lock:
+            self._realms[slug] = (snapshot, realm)
+        return realm
+
+    def invalidate(self, slug: str | None = None) -> None:
+        """Forget cached loader answers (one organization's, or all): an admin's change
+        applies at the next request of this process (other processes: within
+        `tenant_options.cache_seconds`)."""
+        with self._lock:
+            if slug is None:
+                self._answers.clear()
+            else:
+                self._answers.pop(slug, None)
+        if self._fixed is None:
+            return
+        for name, realm in self._fixed.items():
+            if slug in (None, name):
+                realm.metadata.invalidate()
+
+    def problem(self, slug: str) -> str | None:
+        """Why an organization's settings were refused (for Test SSO), if they were."""
+        with self._lock:
+            cached = self._answers.get(slug)
+        return str(cached.error) if isinstance(cached, _Broken) else None
+
+
+_MISSING: Any = object()
+
+
+def _same(old: Any, new: Any) -> bool:
+    try:
+        return old is not _MISSING and bool(old == new)
+    except Exception:
+        return False
