@@ -37,6 +37,7 @@ import datetime as dt
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import ipaddress
 import json
 import logging
@@ -560,15 +561,45 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_metadata(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    if args.tenant is not None:
-        raise CLIError("--tenant: organizations are not supported yet")
     _, settings = _load(args.settings)
+    if args.tenant is not None:
+        settings = _tenant_settings(settings, args.tenant)
+    elif settings.idp is None:
+        raise CLIError("--tenant: the IdPs are per organization here: give --tenant SLUG")
+    # The organizations' IdPs are not this command's business.
+    settings = dataclasses.replace(settings, tenants=None, tenant_options=None)
     with _quiet_library_logs():
         # The IdP is not contacted: an admin needs this XML before the IdP app exists.
         engine = Engine(_with_inline_idp(settings, _placeholder_idp_xml()))
         xml = engine.sp_metadata_xml()
     sys.stdout.write(xml if xml.endswith("\n") else xml + "\n")
     return 0
+
+
+def _tenant_settings(settings: Settings, slug: str) -> Settings:
+    """One organization's merged settings, from the dict or from the app's loader."""
+    from .config import load_tenant
+
+    tenants = settings.tenants
+    if tenants is None:
+        raise CLIError("--tenant: these settings have no tenants")
+    if isinstance(tenants, Mapping):
+        if slug not in tenants:
+            raise CLIError(f"--tenant: no organization {slug[:64]!r} in tenants")
+        return tenants[slug].settings
+    try:
+        raw = tenants(slug)
+        if inspect.isawaitable(raw):
+            raw = asyncio.run(_awaited(raw))
+    except Exception as exc:  # the app's loader: its failure, in one line
+        raise CLIError(f"--tenant: the tenants loader failed: {type(exc).__name__}") from None
+    if raw is None:
+        raise CLIError(f"--tenant: the tenants loader knows no organization {slug[:64]!r}")
+    return load_tenant(settings, slug, raw).settings
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 # -- check ------------------------------------------------------------------------------
@@ -722,7 +753,8 @@ def _check_sp(report: CheckReport, raw: Mapping[str, Any] | Settings, settings: 
     report.item("Identifier (Entity ID)", settings.sp.entity_id)
     report.item("Reply URL (ACS URL)", settings.acs_url)
     report.item("Sign-on URL", settings.endpoint_url("login"))
-    report.item("SP metadata", f"{settings.endpoint_url('metadata')} (or: {PROG} metadata)")
+    command = f"{PROG} metadata" + (f" --tenant {settings.tenant}" if settings.tenant else "")
+    report.item("SP metadata", f"{settings.endpoint_url('metadata')} (or: {command})")
     if base.scheme == "http":
         if not _is_loopback(base.hostname):
             report.warn(
@@ -869,7 +901,7 @@ def _check_runtime(
     )
 
 
-def run_check(spec: str) -> tuple[str, bool]:
+def run_check(spec: str, tenant: str | None = None) -> tuple[str, bool]:
     """The `check` report for the settings `spec`, and whether it found no error.
 
     A settings dict that does not validate raises `ConfigError` (one line); every
@@ -878,16 +910,34 @@ def run_check(spec: str) -> tuple[str, bool]:
     raw, settings = _load(spec)
     report = CheckReport()
     report.lines.append(f"Settings {spec}: valid")
+    # The app's own IdP, then each organization (one, with --tenant).
+    targets: list[tuple[str | None, Settings]] = []
+    if tenant is not None:
+        targets.append((tenant, _tenant_settings(settings, tenant)))
+    else:
+        if settings.idp is not None:
+            targets.append((None, settings))
+        if isinstance(settings.tenants, Mapping):
+            targets.extend((slug, t.settings) for slug, t in settings.tenants.items())
+        elif settings.tenants is not None:
+            report.section("Organizations: read by the tenants loader")
+            report.item("check one", f"{PROG} check --settings {spec} --tenant SLUG")
+    first: Settings | None = None
     with _quiet_library_logs():
-        _check_sp(report, raw, settings)
-        engine_settings = _check_idp(report, settings)
-        _check_identity(report, settings)
-        _check_runtime(report, settings, engine_settings)
+        for slug, target in targets:
+            target = dataclasses.replace(target, tenants=None, tenant_options=None)
+            if slug is not None:
+                report.section(f"== Organization {slug}")
+            _check_sp(report, raw if slug is None else {}, target)
+            engine_settings = _check_idp(report, target)
+            _check_identity(report, target)
+            first = first or engine_settings
+        _check_runtime(report, settings, first)
     return report.render(), not report.errors
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    text, ok = run_check(args.settings)
+    text, ok = run_check(args.settings, args.tenant)
     sys.stdout.write(text)
     return 0 if ok else 1
 
@@ -996,7 +1046,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     metadata.add_argument("--settings", required=True, metavar="SPEC", help=SETTINGS_HELP)
     metadata.add_argument(
-        "--tenant", metavar="SLUG", help="an organization's metadata (not supported yet)"
+        "--tenant", metavar="SLUG", help="an organization's SP metadata (with tenants)"
     )
     metadata.set_defaults(handler=_cmd_metadata)
 
@@ -1012,6 +1062,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     check.add_argument("--settings", required=True, metavar="SPEC", help=SETTINGS_HELP)
+    check.add_argument("--tenant", metavar="SLUG", help="check one organization (with tenants)")
     check.set_defaults(handler=_cmd_check)
 
     demo = commands.add_parser(

@@ -330,11 +330,37 @@ def test_metadata_needs_no_reachable_idp_and_includes_the_sp_certificate(tmp_pat
     assert body in certs
 
 
-def test_metadata_tenant_is_not_supported_yet(tmp_path, capsys):
+def test_metadata_of_one_organization(tmp_path, capsys):
+    settings = settings_dict({"metadata_url": "https://idp.example/md"})
+    settings["tenants"] = {"acme": {"idp": {"metadata_url": "https://idp.example/acme.xml"}}}
+    spec = write_json(tmp_path, settings)
+    status, out, err = run(["metadata", "--settings", spec, "--tenant", "acme"], capsys)
+    assert status == 0, err
+    root = etree.fromstring(out.encode())
+    assert root.get("entityID").endswith("/saml/metadata/acme/")
+    acs = root.find(".//{urn:oasis:names:tc:SAML:2.0:metadata}AssertionConsumerService")
+    assert acs.get("Location").endswith("/saml/acs/acme/")
+    status, out, err = run(["metadata", "--settings", spec, "--tenant", "globex"], capsys)
+    assert status == 1 and out == ""
+    assert_one_line_error(err, "--tenant", "no organization 'globex'")
+
+
+def test_metadata_tenant_needs_tenants(tmp_path, capsys):
     spec = write_json(tmp_path, settings_dict({"metadata_url": "https://idp.example/md"}))
     status, out, err = run(["metadata", "--settings", spec, "--tenant", "acme"], capsys)
     assert status == 1 and out == ""
-    assert_one_line_error(err, "--tenant", "organizations are not supported yet")
+    assert_one_line_error(err, "--tenant", "no tenants")
+
+
+def test_check_lists_each_organizations_values(tmp_path, capsys, idp_server, valid_cert):
+    settings = settings_dict({"metadata_url": "https://idp.example/md"})
+    del settings["idp"]
+    url = serve_entra(idp_server, valid_cert[1])
+    settings["tenants"] = {"acme": {"idp": {"metadata_url": url}}}
+    status, out, err = run(["check", "--settings", write_json(tmp_path, settings)], capsys)
+    assert status == 0, out + err
+    assert "== Organization acme" in out
+    assert "/saml/acs/acme/" in out and "metadata --tenant acme" in out
 
 
 def test_metadata_bad_settings_print_nothing_on_stdout(tmp_path, capsys):
