@@ -58,6 +58,8 @@ BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 MAX_METADATA_BYTES = 5_000_000
 # After a failed refresh, try again no sooner than this (or the refresh interval).
 RETRY_SECONDS = 300
+# A signing certificate this close to its end is logged at each (re)load.
+EXPIRY_WARNING = dt.timedelta(days=30)
 # A metadata file is stat()ed at most this often to notice a replaced file.
 FILE_CHECK_SECONDS = 60
 
@@ -727,4 +729,13 @@ class IdPMetadata:
                 "logins will fail until the IdP publishes a new one",
                 info.entity_id,
                 max(info.cert_not_after).date().isoformat(),
+            )
+        elif info.cert_not_after and max(info.cert_not_after) - now < EXPIRY_WARNING:
+            logger.warning(
+                "the signing certificate of IdP %s expires on %s (in %d days): have the IdP "
+                "publish its next one (Entra: Single sign-on > SAML Certificates > New "
+                "certificate) before then",
+                info.entity_id,
+                max(info.cert_not_after).date().isoformat(),
+                (max(info.cert_not_after) - now).days,
             )

@@ -690,6 +690,15 @@ def test_expired_certificates_are_reported(caplog):
     assert "every signing certificate of IdP urn:idp has expired" in caplog.text
 
 
+@pytest.mark.parametrize(("days", "warned"), [(10, True), (60, False)])
+def test_a_certificate_expiring_within_30_days_is_reported(caplog, days, warned):
+    pem, _, _ = make_certificate("soon", days=days)
+    xml = manual_metadata_xml("urn:idp", "https://idp/sso", pem)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        IdPMetadata(settings("metadata_xml", metadata_xml=xml)).load()
+    assert ("the signing certificate of IdP urn:idp expires on" in caplog.text) is warned
+
+
 def test_fixture_builder_output_is_what_entra_publishes(certs):
     """Guard the fixture itself: the parts a parser must step over are present."""
     doc = entra_metadata([certs[0].body, certs[1].body]).decode()
