@@ -211,17 +211,20 @@ class Engine:
             self._check_public_url(request)
             return await self._run_endpoint(route[0], route[1], request)
         try:
-            found = await self._session(request)
             org = await self._organization_of(request)
+        except SAMLError as err:  # which organization, or its rules, unknown: fail closed
+            log.info("organization lookup failed for %s: %s", request.path[:200], err.code)
+            return self.error_response(err, request)
+        try:
+            session, clear = await self._session(request)
         except SAMLError as err:
-            # Server-side sessions or the organization cannot be read: a protected
-            # page says "try again" (never a 500, never a login that would fail the
-            # same way); an unprotected one is served to an anonymous user.
+            # Server-side sessions or the session's organization cannot be read: a
+            # protected page says "try again" (never a 500, never a login that would
+            # fail the same way); an unprotected one is served to an anonymous user.
             log.info("session lookup failed for %s: %s", request.path[:200], err.code)
-            if not self.is_protected(request.path):
+            if org is None and not self.is_protected(request.path):
                 return PassThrough(ANONYMOUS)
             return self.error_response(err, request)
-        session, clear = found
         if org is not None:
             return await self._organization_path(request, org, session, clear)
         if session is not None:
@@ -597,9 +600,9 @@ class Engine:
     ) -> Response:
         """The Test SSO diagnostics page: every check, the claims, the mapped user.
 
-        The test request is taken first (used once, whatever the outcome); a
-        verified assertion still enters the replay cache, so it can never sign
-        anyone in afterwards. No session, no provisioning.
+        The test request is taken first (used once, whatever the outcome), so
+        the answer, which names it in InResponseTo, can never sign anyone in
+        afterwards. No session, no provisioning.
         """
         if await self.store.pop(record_key) is None:
             raise SAMLError("wrong_in_response_to", "This test answer was already used.")
@@ -613,11 +616,6 @@ class Engine:
                     outstanding_id=envelope.in_response_to,
                     now=self._clock(),
                 )
-                replay_ttl = max(1.0, verified.expires_at - self._clock())
-                if not await self.store.add_if_absent(
-                    f"assertion:{verified.issuer}:{verified.assertion_id}", replay_ttl
-                ):
-                    raise SAMLError("replay", "This sign-in answer has already been used.")
                 user = await self._mapped_user(realm, verified)
                 role_values = identity_role_values(user.attributes, realm.settings.roles)
                 check_required_role(user, realm.settings.roles)

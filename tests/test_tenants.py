@@ -411,7 +411,8 @@ async def test_a_callable_resolver_that_fails_is_a_503_not_an_open_door(devidp: 
     reply = await browser.send("GET", "/a/page")
     assert isinstance(reply, Response) and reply.status == 303
     reply = await browser.send("GET", "/boom")
-    assert isinstance(reply, PassThrough) and not reply.user.is_authenticated
+    assert isinstance(reply, Response) and reply.status == 503
+    assert header(reply, "x-saml-error") == "tenant_unavailable"
 
 
 async def test_a_failing_loader_is_503_then_keeps_the_last_good_settings(
@@ -430,6 +431,8 @@ async def test_a_failing_loader_is_503_then_keeps_the_last_good_settings(
     assert isinstance(reply, Response) and reply.status == 503
     assert header(reply, "x-saml-error") == "tenant_unavailable"
     assert b"Traceback" not in reply.body
+    page = await browser.send("GET", "/organizations/acme/")  # not "anonymous, come in"
+    assert isinstance(page, Response) and page.status == 503
     state["down"] = False
     engine.invalidate_tenant()
     await register(engine, "acme", devidp)
