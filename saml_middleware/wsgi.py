@@ -56,6 +56,10 @@ class SAMLWSGIMiddleware:
         self.engine = Engine(settings)
         self._loops = _ThreadLoops()
 
+    def invalidate_tenant(self, slug: str | None = None) -> None:
+        """Apply an admin's change to an organization (all, for None) from the next request."""
+        self.engine.invalidate_tenant(slug)
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         reply = self._loops.run(self.engine.handle(_request(environ)))
         if isinstance(reply, Response):

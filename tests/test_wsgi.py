@@ -6,6 +6,7 @@ Behaviour common to both adapters is in test_adapters.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import io
 import threading
@@ -287,3 +288,29 @@ def test_round_trip_through_a_real_server(served, devidp):
         assert client.get("/me").text == "ok"
     assert echo_environ.last["REMOTE_USER"] == "B.Simon@contoso.com"
     assert echo_environ.last["saml.user"].roles == ("Admin",)
+
+
+# -- organizations ------------------------------------------------------------------------
+
+
+def test_invalidate_tenant_applies_an_admins_change_at_the_next_request(devidp):
+    """Disabling an organization in the app's database ends its sessions at once."""
+    rows = {"acme": {"idp": {"metadata_xml": devidp.metadata_xml()}, "enabled": True}}
+    settings = {
+        "base_url": "https://app.example.test",
+        "secret_key": "test-secret-key-0123456789abcdef",
+        "tenants": lambda slug: rows.get(slug),
+        "tenant_options": {"cache_seconds": 3600},
+    }
+    app = SAMLWSGIMiddleware(echo_environ, settings=settings)
+    cookie = session_cookie(app, dataclasses.replace(BSIMON, tenant="acme"))
+    status, _, _ = call(app, PATH_INFO="/organizations/acme/", HTTP_COOKIE=cookie)
+    assert status == "200 OK" and echo_environ.last["saml.user"].tenant == "acme"
+    rows["acme"]["enabled"] = False
+    status, _, _ = call(app, PATH_INFO="/organizations/acme/", HTTP_COOKIE=cookie)
+    assert status == "200 OK"  # cached: the app has not said anything changed
+    app.invalidate_tenant("acme")
+    status, headers, _ = call(app, PATH_INFO="/organizations/acme/", HTTP_COOKIE=cookie)
+    assert status.startswith("403")
+    assert dict(headers)["x-saml-error"] == "tenant_disabled"
+    assert any(k == "set-cookie" and v.startswith("saml_session=;") for k, v in headers)
