@@ -244,17 +244,18 @@ class Organizations:
         return realm
 
     def invalidate(self, slug: str | None = None) -> None:
-        """Forget cached loader answers (one organization's, or all): an admin's change
+        """Forget cached loader answers (one organization's, or all), and read the IdP
+        metadata again: an admin's change, or a certificate just rotated at the IdP,
         applies at the next request of this process (other processes: within
-        `tenant_options.cache_seconds`)."""
+        `tenant_options.cache_seconds`, and the metadata refresh interval)."""
         with self._lock:
             if slug is None:
                 self._answers.clear()
             else:
                 self._answers.pop(slug, None)
-        if self._fixed is None:
-            return
-        for name, realm in self._fixed.items():
+            known = dict(self._fixed or {})
+            known.update((name, realm) for name, (_, realm) in self._realms.items())
+        for name, realm in known.items():
             if slug in (None, name):
                 realm.metadata.invalidate()
 

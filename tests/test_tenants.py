@@ -24,6 +24,7 @@ from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from tests import forge
 from tests.helpers import SECRET, SP_BASE, cookie_value, header, request
+from tests.test_engine_idp_config import MetadataServer
 
 pytestmark = pytest.mark.anyio
 
@@ -604,3 +605,25 @@ async def test_test_sso_for_the_apps_own_idp(make_engine: Any, devidp: DevIdP) -
     reply = await browser.answer(devidp, saml_request, relay, at="/saml/acs/")
     assert reply.status == 200 and summary(reply) == "pass"
     assert header(reply, "set-cookie") is None
+
+
+async def test_an_organizations_metadata_url_is_read_once_and_kept(devidp: DevIdP) -> None:
+    with MetadataServer(devidp.metadata_xml()) as server:
+        row = {"idp": {"metadata_url": server.url}, "enabled": True}
+        engine = Engine(tenant_settings(lambda slug: dict(row) if slug == "acme" else None))
+        assert server.hits == 0  # nothing is fetched before the organization is used
+        await register(engine, "acme", devidp)
+        browser = OrgBrowser(engine)
+        assert (await browser.login("acme", devidp)).status == 303
+        assert server.hits == 1
+        # An admin switches strict off: new settings, same IdP, no new fetch.
+        row["strict"] = False
+        engine.invalidate_tenant("acme")
+        assert isinstance(await browser.send("GET", "/organizations/acme/"), PassThrough)
+        assert server.hits == 1
+        # The IdP's metadata endpoint fails: the last good copy keeps serving.
+        server.document = None
+        engine.invalidate_tenant("acme")
+        page = await browser.send("GET", "/saml/metadata/acme/")
+        assert isinstance(page, Response) and page.status == 200
+        assert server.hits == 2
