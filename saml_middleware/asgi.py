@@ -33,6 +33,10 @@ class SAMLMiddleware:
         self.app = app
         self.engine = Engine(settings)
 
+    def invalidate_tenant(self, slug: str | None = None) -> None:
+        """Apply an admin's change to an organization (all, for None) from the next request."""
+        self.engine.invalidate_tenant(slug)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)

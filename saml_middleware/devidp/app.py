@@ -15,7 +15,13 @@ signed LogoutResponse sent back to the SP; an SP's LogoutResponse to an
 IdP-initiated logout is shown; with neither, a plain "signed out" page);
 `POST /logout-everywhere` (the "Sign out everywhere" button of My Apps: a
 signed LogoutRequest for the chosen user goes to the SP's Single Logout
-Service). Bad input gets a 400 page with a short reason, never a stack trace.
+Service); `GET /apps/new` with `POST /apps` ("Add an application": trust an SP
+from its metadata URL on this machine, or from pasted metadata XML, like
+registering an enterprise application in Entra). Bad input gets a 400 page
+with a short reason, never a stack trace.
+
+An IdP on a loopback address also trusts an app on this machine at its first
+AuthnRequest, without being added (see `DevIdP(trust_local_sps=...)`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +51,7 @@ PENDING_TTL_SECONDS = 600
 MAX_PENDING = 1000
 MAX_FORM_BYTES = 256 * 1024
 MAX_RELAY_STATE_CHARS = 2048
+MAX_URL_CHARS = 2048
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _CSS = """
@@ -54,6 +62,8 @@ main{max-width:52em;margin:1.5em auto;padding:0 1em}
 .muted{color:#5b6470;font-size:.9em}
 code{word-break:break-all}
 button{font-size:1em;padding:.45em 1em;cursor:pointer}
+label{display:block;margin:.6em 0 .2em}
+input[type=url],textarea{width:100%;box-sizing:border-box;font:inherit}
 """
 BANNER = "Development IdP \u2014 not for production"
 
@@ -177,6 +187,42 @@ def _relay_state(data: Mapping[str, Any]) -> str | None:
     return relay_state
 
 
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _same_origin(request: Request, base_url: str) -> bool:
+    """A form post from the IdP's own pages (or from a client that sends no Origin)."""
+    origin = request.headers.get("origin")
+    return origin is None or origin.lower() == _origin_of(base_url)
+
+
+def _add_app_page(base: str, trusts_local: bool) -> HTMLResponse:
+    local = (
+        "<p>Apps on this machine need no adding: this IdP reads an app's metadata from"
+        " its entity ID URL at the app's first sign-in request.</p>"
+        if trusts_local
+        else ""
+    )
+    body = (
+        "<h1>Add an application</h1>"
+        "<p>Trust a SAML service provider, as an admin registers an enterprise application"
+        " in Microsoft Entra ID.</p>"
+        f"{local}"
+        f'<form class="card" method="post" action="{escape(base)}/apps">'
+        '<label for="metadata_url">SP metadata URL (on this machine: 127.0.0.1, ::1 or'
+        " localhost)</label>"
+        '<input type="url" id="metadata_url" name="metadata_url"'
+        ' placeholder="http://127.0.0.1:8000/saml/metadata/acme/">'
+        '<label for="metadata_xml">or the SP metadata XML</label>'
+        '<textarea id="metadata_xml" name="metadata_xml" rows="6"></textarea>'
+        '<p><button type="submit">Add application</button></p></form>'
+        f'<p><a href="{escape(base)}/">My Apps</a></p>'
+    )
+    return _page("Add an application", body)
+
+
 def create_app(idp: DevIdP) -> Starlette:
     """The IdP's pages for `idp`; mount it at the path of `idp.base_url`."""
     pending = _PendingRequests()
@@ -269,8 +315,28 @@ def create_app(idp: DevIdP) -> Starlette:
             '<h1>My Apps</h1><p class="muted">IdP-initiated sign-in: pick a user and open'
             f' an app. IdP metadata: <a href="{escape(base)}/metadata">'
             f"<code>{escape(idp.entity_id)}</code></a></p>{tiles}"
+            f'<p><a href="{escape(base)}/apps/new">Add an application</a></p>'
         )
         return _page("My Apps", body)
+
+    async def add_app_form(request: Request) -> Response:
+        return _add_app_page(base, idp.trust_local_sps)
+
+    async def add_app(request: Request) -> Response:
+        if not _same_origin(request, base):
+            raise DevIdPError("this form must be sent from the IdP's own page")
+        data = await _form(request)
+        url = (_field(data, "metadata_url", required=False) or "").strip()
+        xml = (_field(data, "metadata_xml", required=False) or "").strip()
+        if bool(url) == bool(xml):
+            raise DevIdPError("give either the SP metadata URL or the SP metadata XML")
+        if len(url) > MAX_URL_CHARS:
+            raise DevIdPError("the metadata URL is too long")
+        if url:
+            await run_in_threadpool(idp.add_service_provider_url, url)
+        else:
+            await run_in_threadpool(idp.add_service_provider, xml)
+        return Response(status_code=303, headers={"Location": f"{base}/", **_NO_STORE})
 
     async def initiate(request: Request) -> Response:
         data = await _form(request)
@@ -360,6 +426,8 @@ def create_app(idp: DevIdP) -> Starlette:
         Route("/initiate", initiate, methods=["POST"]),
         Route("/slo", slo, methods=["GET", "POST"]),
         Route("/logout-everywhere", logout_everywhere, methods=["POST"]),
+        Route("/apps/new", add_app_form, methods=["GET"]),
+        Route("/apps", add_app, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from saml2.samlp import (
     LogoutResponse,
     Status,
     StatusCode,
+    authn_request_from_string,
     logout_response_from_string,
 )
 from saml2.server import Server
@@ -47,6 +49,12 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
 from ..keys import generate_key_pair
 from ..slo import read_redirect_query, redirect_url, verify_redirect_signature
+from .local_sps import (
+    LocalMetadataError,
+    fetch_local_metadata,
+    is_loopback_origin,
+    is_loopback_url,
+)
 from .users import DEFAULT_USERS, DevUser
 
 log = logging.getLogger("saml_middleware.devidp")
@@ -59,6 +67,10 @@ ASSERTION_LIFETIME_MINUTES = 10
 MAX_REQUEST_CHARS = 64 * 1024
 MAX_INFLATED_BYTES = 256 * 1024
 _BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+# An SP trusted from its metadata URL (see local_sps) is read again when it sends
+# an AuthnRequest and its copy is older than this: a restarted app may have
+# changed its key or endpoints.
+LOCAL_SP_REFRESH_SECONDS = 30.0
 
 
 class DevIdPError(ValueError):
@@ -382,6 +394,13 @@ class DevIdP(_SingleLogout):
     `base_url` is where its web pages live (`create_app` mounted there), e.g.
     `http://127.0.0.1:8000/idp`; the entity ID is `{base_url}/metadata`.
     `service_providers` are SP metadata XML documents.
+
+    `trust_local_sps`: trust an SP it was not told about when the SP's entity
+    ID is an http(s) URL on this machine (127.0.0.1, ::1, localhost): its
+    metadata is read from that URL at its first AuthnRequest (see local_sps).
+    By default (None) on exactly when `base_url` itself is on a loopback
+    address, as when the CLI's `dev-idp` or `demo` serve it; an IdP under any
+    other name trusts only the SPs it is given.
     """
 
     def __init__(
@@ -394,6 +413,7 @@ class DevIdP(_SingleLogout):
         sign_assertion: bool = True,
         sign_response: bool = False,
         service_providers: Sequence[str] = (),
+        trust_local_sps: bool | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an absolute http(s) URL")
@@ -408,6 +428,9 @@ class DevIdP(_SingleLogout):
         self.slo_url = f"{self.base_url}/slo"
         self.sign_assertion = sign_assertion
         self.sign_response = sign_response
+        self.trust_local_sps = (
+            is_loopback_origin(self.base_url) if trust_local_sps is None else trust_local_sps
+        )
         self.users: dict[str, DevUser] = {}
         for user in DEFAULT_USERS if users is None else users:
             if user.key in self.users:
@@ -434,6 +457,8 @@ class DevIdP(_SingleLogout):
         self._lock = threading.RLock()
         self._sp_metadata: dict[str, str] = {}
         self._sources: list[Callable[[], str]] = []
+        # entity ID -> (metadata URL, when it was read): SPs trusted from a URL.
+        self._fetched: dict[str, tuple[str, float]] = {}
         self._server: Server | None = None
         self._metadata: str | None = None
         for xml in service_providers:
@@ -450,10 +475,53 @@ class DevIdP(_SingleLogout):
         """Trust one SP (its metadata XML); returns its entity ID. Replaces a same-ID SP."""
         entity_id = _sp_entity_id(metadata_xml)
         with self._lock:
+            if self._sp_metadata.get(entity_id) == metadata_xml:
+                return entity_id  # unchanged: keep the pysaml2 server as it is
             self._sp_metadata[entity_id] = metadata_xml
             self._server = None  # rebuilt with the new metadata on next use
         log.info("development IdP: trusting service provider %s", entity_id)
         return entity_id
+
+    def add_service_provider_url(self, url: str, *, entity_id: str | None = None) -> str:
+        """Trust the SP whose metadata is at `url`, a URL on this machine; its entity ID.
+
+        Only loopback http(s) URLs are read (see local_sps). With `entity_id`,
+        the metadata must describe that SP. Raises DevIdPError with the reason.
+        """
+        try:
+            xml = fetch_local_metadata(url)
+        except LocalMetadataError as exc:
+            raise DevIdPError(f"could not read SP metadata from {url[:200]!r}: {exc}") from None
+        found = _sp_entity_id(xml)
+        if entity_id is not None and found != entity_id:
+            raise DevIdPError(
+                f"the metadata at {url[:200]!r} describes {found[:200]!r}, not {entity_id[:200]!r}"
+            )
+        self.add_service_provider(xml)
+        with self._lock:
+            self._fetched[found] = (url, time.monotonic())
+        return found
+
+    def _discover(self, saml_request: str, binding: str) -> None:
+        """Trust (or refresh) the local SP an AuthnRequest comes from, when allowed."""
+        self._load_sources()  # an SP the IdP was told about is never fetched
+        issuer = _peek_issuer(saml_request, binding)
+        if issuer is None:
+            return  # not readable: the ordinary parse says why
+        with self._lock:
+            known = issuer in self._sp_metadata
+            fetched = self._fetched.get(issuer)
+        if not known:
+            if not is_loopback_url(issuer):
+                return  # refused as unknown by the ordinary checks
+            log.info("development IdP: reading the metadata of new local SP %s", issuer)
+            self.add_service_provider_url(issuer, entity_id=issuer)
+            return
+        if fetched is not None and time.monotonic() - fetched[1] > LOCAL_SP_REFRESH_SECONDS:
+            try:
+                self.add_service_provider_url(fetched[0], entity_id=issuer)
+            except DevIdPError as exc:  # the copy we have keeps serving
+                log.warning("development IdP: could not refresh %s (%s)", issuer, exc)
 
     def add_service_provider_source(self, source: Callable[[], str]) -> None:
         """Trust an SP whose metadata is not available yet (e.g. its server is starting).
@@ -562,6 +630,8 @@ class DevIdP(_SingleLogout):
             raise DevIdPError("SAMLRequest is missing or too large")
         if binding == "redirect" and not _inflated_size_ok(saml_request):
             raise DevIdPError("SAMLRequest is not valid deflated Base64, or inflates too large")
+        if self.trust_local_sps:
+            self._discover(saml_request, binding)
         server = self._current_server()
         try:
             parsed = server.parse_authn_request(saml_request, _BINDINGS[binding])
@@ -711,6 +781,26 @@ class DevIdP(_SingleLogout):
             xml = xml.encode("utf-8")
         log.info("development IdP: signed in %s for %s", user.name_id, sp_entity_id)
         return base64.b64encode(xml).decode("ascii")
+
+
+def _peek_issuer(saml_request: str, binding: str) -> str | None:
+    """The Issuer of an encoded AuthnRequest (size already checked), or None.
+
+    Read before pysaml2 parses the request, which needs the SP's metadata to
+    check a signature; nothing here is trusted beyond choosing what to fetch.
+    """
+    try:
+        raw = base64.b64decode(saml_request, validate=binding == "post")
+        if binding == "redirect":
+            xml = zlib.decompressobj(-15).decompress(raw, MAX_INFLATED_BYTES)
+        else:
+            xml = raw
+        message = authn_request_from_string(xml)
+    except Exception:  # noqa: BLE001 - defusedxml and pysaml2 raise anything on bad input
+        return None
+    if message is None or message.issuer is None or not message.issuer.text:
+        return None
+    return str(message.issuer.text).strip()
 
 
 def _sp_entity_id(metadata_xml: str) -> str:

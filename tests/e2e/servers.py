@@ -57,8 +57,15 @@ def browser_available() -> str | None:
 
 
 @contextmanager
-def serve_command(argv: list[str], log_path: Path) -> Iterator[tuple[str, str]]:
-    """Run a demo/example command on free ports; yield (app URL, IdP URL) once it answers."""
+def serve_printed(
+    argv: list[str], log_path: Path, patterns: list[re.Pattern[str]], ready: list[str]
+) -> Iterator[list[str]]:
+    """Run a command on free ports; yield the first group of each pattern once it answers.
+
+    The command's first `len(patterns)` stdout lines must match `patterns`, in
+    order; then each of `ready` (formatted with the groups: `"{0}/"`) must answer
+    200 before the servers are used.
+    """
     log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True
@@ -73,18 +80,18 @@ def serve_command(argv: list[str], log_path: Path) -> Iterator[tuple[str, str]]:
 
         threading.Thread(target=drain, daemon=True).start()
         printed = []
-        for _ in range(2):
+        for _ in patterns:
             try:
                 printed.append(lines.get(timeout=START_SECONDS))
             except queue.Empty:
                 log_text = log_path.read_text()
                 pytest.fail(f"{argv} printed too little in {START_SECONDS}s: {log_text}")
-        app = SIGN_IN_LINE.search(printed[0])
-        idp = IDP_LINE.search(printed[1])
-        assert app and idp, printed
+        found = [pattern.search(line) for pattern, line in zip(patterns, printed, strict=True)]
+        assert all(found), printed
+        groups = [match.group(1) for match in found if match]
         deadline = time.monotonic() + START_SECONDS
         with httpx.Client(timeout=5) as client:
-            for url in (app.group(1) + "/", idp.group(1) + "/"):
+            for url in (template.format(*groups) for template in ready):
                 while True:
                     try:
                         if client.get(url).status_code == 200:
@@ -94,10 +101,17 @@ def serve_command(argv: list[str], log_path: Path) -> Iterator[tuple[str, str]]:
                     if process.poll() is not None or time.monotonic() > deadline:
                         pytest.fail(f"{argv}: {url} did not answer: {log_path.read_text()}")
                     time.sleep(0.1)
-        yield app.group(1), idp.group(1)
+        yield groups
     finally:
         stop_process(process, STOP_SECONDS)
         log.close()
+
+
+@contextmanager
+def serve_command(argv: list[str], log_path: Path) -> Iterator[tuple[str, str]]:
+    """Run a demo/example command on free ports; yield (app URL, IdP URL) once it answers."""
+    with serve_printed(argv, log_path, [SIGN_IN_LINE, IDP_LINE], ["{0}/", "{1}/"]) as urls:
+        yield urls[0], urls[1]
 
 
 def sign_out(page: Any) -> None:
