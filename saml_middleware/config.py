@@ -156,6 +156,9 @@ class TenantOptions:
     resolver: tuple[str, Any]
     cache_seconds: int
     cache_size: int
+    # "https://{slug}.app.example.com": each organization's own public origin (its
+    # SP URLs and session cookie live there); None: base_url for every one.
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,11 @@ def _check_key_pair(sec: _Section, key_pem: str, cert_pem: str, *, sign: bool) -
 def _base_url(root: _Section) -> str:
     value = root.text("base_url", required=True)
     assert value is not None
+    return _public_url("base_url", value)
+
+
+def _public_url(key: str, value: str) -> str:
+    """`value` normalized when it is an absolute http(s) origin with an optional path."""
     problem = (
         "must be an absolute http(s) origin, with the path the app is mounted at if any, "
         "such as https://app.example.com or https://example.com/app (no query, fragment "
@@ -332,7 +340,7 @@ def _base_url(root: _Section) -> str:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
-        raise ConfigError("base_url", problem) from None
+        raise ConfigError(key, problem) from None
     path = parts.path.rstrip("/")
     if (
         parts.scheme not in ("http", "https")
@@ -345,7 +353,7 @@ def _base_url(root: _Section) -> str:
         or "#" in value
         or "@" in parts.netloc
     ):
-        raise ConfigError("base_url", problem)
+        raise ConfigError(key, problem)
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
@@ -538,11 +546,22 @@ def _tenant_options(root: _Section) -> TenantOptions:
         raise ConfigError(key, problem)
     cache_seconds = sec.integer("cache_seconds", 10)
     cache_size = sec.integer("cache_size", 1024, minimum=1)
+    base_url = sec.text("base_url")
+    if base_url is not None:
+        key = sec.key("base_url")
+        if base_url.count("{slug}") != 1 or not urlsplit(base_url).netloc.startswith("{slug}."):
+            raise ConfigError(
+                key, 'must be like "https://{slug}.app.example.com": {slug} once, first in the host'
+            )
+        # Checked as base_url is; the slug is put back after normalizing.
+        base_url = _public_url(key, base_url.replace("{slug}", "x-slug-x")).replace(
+            "x-slug-x", "{slug}"
+        )
     sec.done()
     assert cache_seconds is not None and cache_size is not None
     if cache_seconds > 3600:
         raise ConfigError(sec.key("cache_seconds"), "must be at most 3600")
-    return TenantOptions(kind, cache_seconds, cache_size)
+    return TenantOptions(kind, cache_seconds, cache_size, base_url)
 
 
 def load_tenant(base: Settings, slug: str, raw: Any) -> TenantSettings:
@@ -593,9 +612,14 @@ def load_tenant(base: Settings, slug: str, raw: Any) -> TenantSettings:
     strict = sec.flag("strict", True)
     sec.done()
     prefix = base.paths.prefix
+    options = base.tenant_options
+    base_url = base.base_url
+    if options is not None and options.base_url is not None:
+        base_url = options.base_url.replace("{slug}", slug)
     settings = dataclasses.replace(
         base,
-        sp=dataclasses.replace(base.sp, entity_id=f"{base.base_url}{prefix}/metadata/{slug}/"),
+        base_url=base_url,
+        sp=dataclasses.replace(base.sp, entity_id=f"{base_url}{prefix}/metadata/{slug}/"),
         idp=idp,
         attributes=attributes,
         roles=roles,

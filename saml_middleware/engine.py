@@ -1059,7 +1059,7 @@ class Engine:
         return None
 
     def _origin_allowed(self, origin: str) -> bool:
-        if origin == _base_origin(self.settings.base_url):
+        if origin == _base_origin(self.settings.base_url) or self._organization_origin(origin):
             return True
         hostname = urlsplit(origin).hostname or ""
         return hostname in self.settings.security.allowed_redirect_hosts
@@ -1079,7 +1079,7 @@ class Engine:
             )
         origin = self.public_origin(request)
         base_origin = _base_origin(self.settings.base_url)
-        if origin is not None and origin != base_origin:
+        if origin is not None and origin != base_origin and not self._organization_origin(origin):
             self._warn_once(
                 f"origin:{origin}",
                 "a request reached %s, but base_url says %s: the IdP sends users back to "
@@ -1087,6 +1087,17 @@ class Engine:
                 origin[:200],
                 base_origin,
             )
+
+    def _organization_origin(self, origin: str) -> bool:
+        """Whether `origin` is an organization's own (`tenant_options.base_url`)."""
+        options = self.settings.tenant_options
+        if options is None or options.base_url is None:
+            return False
+        template = _base_origin(options.base_url.replace("{slug}", "x-slug-x"))
+        head, _, tail = template.partition("x-slug-x")
+        if not (origin.startswith(head) and origin.endswith(tail)):
+            return False
+        return bool(SLUG.fullmatch(origin[len(head) : len(origin) - len(tail)]))
 
     @cached_property
     def _warned(self) -> set[str]:

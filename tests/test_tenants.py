@@ -154,6 +154,12 @@ def test_each_organization_has_its_own_sp(engine: Engine) -> None:
         (lambda slug: None, {"paths": {"protect": ["/"]}}, "paths.protect"),
         (lambda slug: None, {"tenant_options": {"resolver": {"host": "example.com"}}}, "resolver"),
         (lambda slug: None, {"tenant_options": {"cache_seconds": -1}}, "cache_seconds"),
+        (lambda slug: None, {"tenant_options": {"base_url": "https://x.example"}}, "base_url"),
+        (
+            lambda slug: None,
+            {"tenant_options": {"base_url": "https://app.example/{slug}"}},
+            "tenant_options.base_url",
+        ),
     ],
 )
 def test_bad_organization_settings_name_their_key(tenants: Any, extra: Any, key: str) -> None:
@@ -627,3 +633,40 @@ async def test_an_organizations_metadata_url_is_read_once_and_kept(devidp: DevId
         page = await browser.send("GET", "/saml/metadata/acme/")
         assert isinstance(page, Response) and page.status == 200
         assert server.hits == 2
+
+
+async def test_organizations_on_their_own_hosts(devidp: DevIdP) -> None:
+    """With a host resolver, tenant_options.base_url puts each organization's SP (and
+    so its session cookie) on the organization's own host."""
+    engine = Engine(
+        tenant_settings(
+            {"acme": org(devidp)},
+            tenant_options={
+                "resolver": {"host": "{slug}.app.example.test"},
+                "base_url": "https://{slug}.app.example.test",
+            },
+        )
+    )
+    metadata = etree.fromstring((await engine.sp_metadata_for("acme")).encode())
+    assert metadata.get("entityID") == "https://acme.app.example.test/saml/metadata/acme/"
+    devidp.add_service_provider(await engine.sp_metadata_for("acme"))
+    browser = OrgBrowser(engine)
+    on_acme = {"accept": "text/html", "host": "acme.app.example.test"}
+    reply = await browser.send("GET", "/projects", headers=on_acme)
+    assert isinstance(reply, Response) and reply.status == 303
+    saml_request, relay = await browser.to_idp(header(reply, "location") or "")
+    info = devidp.parse_authn_request(saml_request, "redirect")
+    assert info.acs_url == "https://acme.app.example.test/saml/acs/acme/"
+    reply = await browser.answer(devidp, saml_request, relay, at="/saml/acs/acme/")
+    assert reply.status == 303 and header(reply, "location") == "/projects"
+    page = await browser.send("GET", "/projects", headers=on_acme)
+    assert isinstance(page, PassThrough) and page.user.tenant == "acme"
+    # Signing out from the organization's own pages is not cross-site.
+    out = await browser.send(
+        "POST", "/saml/logout/", headers={"origin": "https://acme.app.example.test"}
+    )
+    assert isinstance(out, Response) and out.status == 303
+    evil = await browser.send(
+        "POST", "/saml/logout/", headers={"origin": "https://acme.app.example.test.evil.test"}
+    )
+    assert isinstance(evil, Response) and evil.status == 403
