@@ -284,7 +284,11 @@ def _cmd_dev_idp(args: argparse.Namespace) -> int:
     print(f"  My Apps (IdP-initiated sign-in): {base_url}/", flush=True)
     print(f"  users: {', '.join(u.display for u in idp.users.values())}", flush=True)
     if not args.sp_metadata:
-        print("  no SP registered yet: restart with --sp-metadata FILE_OR_URL", flush=True)
+        print(
+            "  SPs: any app on this machine whose entity ID is its metadata URL is trusted "
+            f"at its first sign-in; others: --sp-metadata FILE_OR_URL or {base_url}/apps/new",
+            flush=True,
+        )
     _serve(create_app(idp), sock)
     return 0
 
