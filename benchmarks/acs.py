@@ -26,7 +26,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from _common import Row, acs_form, acs_request, environment, measure, new_idp, report, settings
+from _common import (
+    Row,
+    acs_form,
+    acs_request,
+    environment,
+    measure,
+    new_idp,
+    report,
+    service_provider,
+    settings,
+)
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -179,12 +189,12 @@ def build(idp: DevIdP) -> Subjects:
     loop = asyncio.new_event_loop()
     engine = Engine(settings(idp))
     idp.add_service_provider(engine.sp_metadata_xml())
-    sec = loop.run_until_complete(engine.service_provider()).client.sec
+    sec = service_provider(engine, loop).client.sec
     configured = "in-process" if isinstance(sec, InProcessSecurityContext) else "xmlsec1"
     forced = None
     if configured != "in-process":
         forced = Engine(settings(idp))
-        install(loop.run_until_complete(forced.service_provider()).client, reject_sha1=True)
+        install(service_provider(forced, loop).client, reject_sha1=True)
     return Subjects(
         loop,
         engine,

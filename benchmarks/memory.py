@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 
 import xmlsec
-from _common import acs_form, acs_request, environment, rss_bytes, settings
+from _common import acs_form, acs_request, environment, rss_bytes, service_provider, settings
 from lxml import etree
 
 from saml_middleware.crypto import InProcessSecurityContext, install
@@ -94,7 +94,7 @@ def main() -> None:
     idp = DevIdP("https://idp.example.test/idp", key_pem=key_pem, cert_pem=cert_pem)
     engine = Engine(settings(idp, clock_skew_seconds=args.skew))
     idp.add_service_provider(engine.sp_metadata_xml())
-    client = loop.run_until_complete(engine.service_provider()).client
+    client = service_provider(engine, loop).client
     if not isinstance(client.sec, InProcessSecurityContext):
         install(client, reject_sha1=True)
     template = idp.create_response(

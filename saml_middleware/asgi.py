@@ -9,7 +9,7 @@ protected path without a session is closed with 1008 (policy violation).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from starlette.authentication import AuthCredentials
@@ -38,20 +38,17 @@ class SAMLMiddleware:
         self.engine.invalidate_tenant(slug)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
+        if scope["type"] == "http":  # inline: one coroutine less per request
+            reply = await self.engine.handle(_request(scope, receive))
+            if isinstance(reply, Response):
+                await _send_response(reply, send)
+                return
+            _put_user(scope, reply.user)
+            await self.app(scope, receive, _with_cookie(send, reply))
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reply = await self.engine.handle(_request(scope, receive))
-        if isinstance(reply, Response):
-            await _send_response(reply, send)
-            return
-        _put_user(scope, reply.user)
-        await self.app(scope, receive, _with_cookie(send, reply))
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = await self.engine.websocket_user(_request(scope, receive))
@@ -65,18 +62,134 @@ class SAMLMiddleware:
 
 
 def _request(scope: Scope, receive: Receive) -> HttpRequest:
+    raw_headers = scope.get("headers", ())
+    root_path = scope.get("root_path", "")
+    path = scope.get("path", "/")
+    scheme = scope.get("scheme", "http")
+    if type(scheme) is not str:
+        scheme = str(scheme)
+    return HttpRequest(
+        method=scope.get("method", "GET"),
+        path=_route_path(path, root_path) if root_path or not path else path,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=_Headers(raw_headers),
+        cookies=_Cookies(raw_headers),
+        read_body=_BodyReader(receive).read,
+        root_path=root_path,
+        scheme=_HTTP_SCHEMES.get(scheme, scheme),
+    )
+
+
+_HTTP_SCHEMES = {"wss": "https", "ws": "http"}
+
+
+def _header_dict(raw_headers: Any) -> dict[str, str]:
+    """Lower-case names; repeated headers joined (Cookie with "; ", others with ", ")."""
     headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
+    for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         joiner = "; " if name == "cookie" else ", "
         headers[name] = f"{headers[name]}{joiner}{value}" if name in headers else value
+    return headers
 
-    async def read_body(limit: int) -> bytes:
+
+class _Lazy(Mapping[str, str]):
+    """A read-only mapping built from the scope on first use (most requests never
+    look: a signed-in user's request only reads its session cookie)."""
+
+    __slots__ = ("_raw", "_built")
+
+    def __init__(self, raw_headers: Any) -> None:
+        self._raw = raw_headers
+        self._built: dict[str, str] | None = None
+
+    def _build(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _dict(self) -> dict[str, str]:
+        built = self._built
+        if built is None:
+            built = self._built = self._build()
+        return built
+
+    def get(self, key: str, default: Any = None) -> Any:
+        built = self._built
+        if built is None:
+            built = self._built = self._build()
+        return built.get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+
+class _Headers(_Lazy):
+    """The request headers as `_header_dict` makes them."""
+
+    __slots__ = ()
+
+    def _build(self) -> dict[str, str]:
+        return _header_dict(self._raw)
+
+
+class _Cookies(_Lazy):
+    """The request cookies (Starlette's parser), from the Cookie headers only.
+
+    A browser sends the same Cookie header on every request: parsed ones are
+    kept (a bounded cache, emptied when full; the dicts are never exposed
+    for writing), so a signed-in user's request does not parse it again.
+    """
+
+    __slots__ = ()
+
+    def _build(self) -> dict[str, str]:
+        values = [
+            v for n, v in self._raw if n == b"cookie" or (len(n) == 6 and n.lower() == b"cookie")
+        ]
+        if not values:
+            return {}
+        header = values[0] if len(values) == 1 else b"; ".join(values)
+        parsed = _parsed_cookies.get(header)
+        if parsed is None:
+            parsed = cookie_parser(header.decode("latin-1"))
+            if len(header) <= _COOKIE_CACHE_MAX_BYTES:
+                if len(_parsed_cookies) >= _COOKIE_CACHE_SIZE:
+                    _parsed_cookies.clear()
+                _parsed_cookies[header] = parsed
+        return parsed
+
+
+# Cookie header -> its parsed cookies (a dict's single operations are atomic).
+_parsed_cookies: dict[bytes, dict[str, str]] = {}
+_COOKIE_CACHE_SIZE = 512
+_COOKIE_CACHE_MAX_BYTES = 8192
+
+
+class _BodyReader:
+    """Reads the request body once, up to a limit (see `read`)."""
+
+    __slots__ = ("_receive",)
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+
+    async def read(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise SAMLError("malformed", "The request was interrupted.", 400)
             body = message.get("body", b"")
@@ -86,19 +199,6 @@ def _request(scope: Scope, receive: Receive) -> HttpRequest:
             chunks.append(body)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    root_path = scope.get("root_path", "")
-    scheme = str(scope.get("scheme", "http"))
-    return HttpRequest(
-        method=scope.get("method", "GET"),
-        path=_route_path(scope.get("path", "/"), root_path),
-        query_string=scope.get("query_string", b"").decode("latin-1"),
-        headers=headers,
-        cookies=cookie_parser(headers.get("cookie", "")),
-        read_body=read_body,
-        root_path=root_path,
-        scheme={"wss": "https", "ws": "http"}.get(scheme, scheme),
-    )
 
 
 def _route_path(path: str, root_path: str) -> str:

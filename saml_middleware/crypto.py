@@ -40,14 +40,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
+import xml.etree.ElementTree as ElementTree
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from typing import Any
 
 from lxml import etree
-from saml2 import class_name, samlp
+from saml2 import class_name, create_class_from_element_tree, samlp
 from saml2.sigver import (
     NODE_NAME,
     CryptoBackend,
@@ -197,6 +200,30 @@ def parse_untrusted(text: str | bytes, max_bytes: int = MAX_XML_BYTES) -> etree.
     if (docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "US-ASCII", "ASCII"):
         raise ValueError("only UTF-8 documents are accepted")
     return root
+
+
+@contextmanager
+def reuse_parsed(data: bytes, root: etree._Element | None) -> Iterator[None]:
+    """While inside, signature checks of exactly `data` (in this thread) use `root`.
+
+    `root` must be the hardened parse of `data` (protocol.parse_xml: the same
+    parser options, no DTD, UTF-8) and is only read. Any other text, e.g. a
+    decrypted document, is parsed as usual.
+    """
+    previous = getattr(_local, "reuse", None)
+    _local.reuse = None if root is None else (data, root)
+    try:
+        yield
+    finally:
+        _local.reuse = previous
+
+
+def _parsed_for_verification(text: str | bytes, max_bytes: int) -> etree._Element:
+    data = _as_bytes(text)
+    reuse = getattr(_local, "reuse", None)
+    if reuse is not None and len(data) <= max_bytes and reuse[0] == data:
+        return reuse[1]  # type: ignore[no-any-return]
+    return parse_untrusted(data, max_bytes)
 
 
 def _clark(node_name: str) -> str:
@@ -431,7 +458,7 @@ class XmlSecBackend(CryptoBackend):
         verifies) must also be valid against the SAML schemas.
         """
         try:
-            root = parse_untrusted(signedtext, self.max_bytes)
+            root = _parsed_for_verification(signedtext, self.max_bytes)
             target = find_target(root, node_name, node_id)
             signatures = [child for child in target if child.tag == _SIGNATURE]
             if len(signatures) != 1:
@@ -723,7 +750,7 @@ class InProcessSecurityContext(SecurityContext):
         """
         response = _take_parsed(decoded_xml)
         if response is None:
-            response = samlp.response_from_string(decoded_xml)
+            response = _response_from_string(decoded_xml)
         if response is None:
             response = samlp.any_response_from_string(decoded_xml)
         if not response:
@@ -797,6 +824,39 @@ class InProcessSecurityContext(SecurityContext):
             log.debug("check_sig: %s", exc)
             raise SignatureError(f"Failed to verify signature ({exc})") from None
         return item
+
+
+# A markup declaration other than a comment or a CDATA section (DOCTYPE, ENTITY, ...).
+_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)")
+_ENCODING_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
+
+
+def _response_from_string(text: Any) -> Any:
+    """`samlp.response_from_string`, on the C `ElementTree` parser when that is equivalent.
+
+    pysaml2 parses with defusedxml, whose parser is the pure-Python `XMLParser`
+    (one Python call per element, tag and text). For a UTF-8 document without
+    any DTD, defusedxml's guards have nothing to act on and the accelerated
+    parser builds the very same tree from the same expat events. Anything else
+    (a declaration, another encoding, a syntax error) goes to pysaml2's own
+    function, which accepts or refuses it exactly as before.
+    """
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    # No NUL byte: UTF-16/32 without a BOM would hide a DOCTYPE from the scan (and
+    # XML has no NUL character, so a UTF-8 document never holds one).
+    if isinstance(data, bytes) and b"\x00" not in data and not _DECLARATION.search(data):
+        declared = _ENCODING_DECLARATION.match(data.lstrip())
+        if declared is None or declared.group(1).lower() == b"utf-8":
+            try:
+                data.decode("utf-8")
+                parser = ElementTree.XMLParser(target=ElementTree.TreeBuilder())
+                parser.feed(data)
+                tree = parser.close()
+            except (UnicodeDecodeError, ElementTree.ParseError):
+                pass
+            else:
+                return create_class_from_element_tree(samlp.Response, tree)
+    return samlp.response_from_string(text)
 
 
 def _stash_parsed(text: Any, response: Any) -> None:

@@ -71,13 +71,13 @@ from .identity import (
 from .identity import role_values as identity_role_values
 from .pages import auto_post_form, error_page, logout_page, page
 from .protocol import (
+    NOT_YET,
     Outgoing,
     ResponseEnvelope,
     ServiceProvider,
     VerifiedLogin,
     decode_post_message,
     decode_redirect_message,
-    inspect_response,
     public_error,
 )
 from .session import Session, make_sessions
@@ -211,7 +211,7 @@ class Engine:
             self._check_public_url(request)
             return await self._run_endpoint(route[0], route[1], request)
         try:
-            org = await self._organization_of(request)
+            org = None if self.organizations is None else await self._organization_of(request)
         except SAMLError as err:  # which organization, or its rules, unknown: fail closed
             log.info("organization lookup failed for %s: %s", request.path[:200], err.code)
             return self.error_response(err, request)
@@ -228,6 +228,8 @@ class Engine:
         if org is not None:
             return await self._organization_path(request, org, session, clear)
         if session is not None:
+            if not session.refresh:  # the common case: no coroutine to run
+                return PassThrough(session.user)
             return PassThrough(session.user, await self._refreshed_cookie(session))
         if not self.is_protected(request.path):
             return PassThrough(ANONYMOUS, clear)
@@ -260,7 +262,9 @@ class Engine:
         is disabled or gone, or its own (shorter) timeouts pass. Raises
         `SAMLError` when the store or the organization cannot be read.
         """
-        session = await self.sessions.load(request.cookies.get(self.settings.session.cookie_name))
+        cookie = request.cookies.get(self.settings.session.cookie_name)
+        load_now = self.sessions.load_now  # cookie sessions: no I/O, no coroutine
+        session = load_now(cookie) if load_now is not None else await self.sessions.load(cookie)
         if session is None or session.user.tenant is None:
             return session, None
         org = await self._organization(session.user.tenant)
@@ -489,9 +493,15 @@ class Engine:
         )
         relay_state = _single(form, "RelayState")
         sp = await realm.service_provider()
+
+        def verify_now(envelope: ResponseEnvelope) -> Any:
+            # IdP-initiated, for an enabled realm: nothing needs the store first, so the
+            # signatures are checked in the same thread hop; else decided below.
+            return None if not envelope.in_response_to and realm.enabled else NOT_YET
+
         try:
-            envelope = await asyncio.to_thread(
-                inspect_response, xml, reject_sha1=security.reject_sha1
+            checked = await asyncio.to_thread(
+                sp.check_response, xml, lookup=verify_now, now=self._clock
             )
         except SAMLError as err:
             if err.status == 400:  # not even a well-formed Response: nothing to diagnose
@@ -505,6 +515,7 @@ class Engine:
             if test_key is None:
                 raise
             return await self._test_report(realm, sp, xml, test_key, None, err)
+        envelope, verified = checked.envelope, checked.login
         record_key = f"request:{envelope.in_response_to}" if envelope.in_response_to else None
         record = await self.store.get(record_key) if record_key else None
         if record_key and record is None:
@@ -522,12 +533,13 @@ class Engine:
             return await self._test_report(realm, sp, xml, record_key, envelope, None)
         if not realm.enabled:
             raise _tenant_disabled(realm)
-        verified = await asyncio.to_thread(
-            sp.verify_response,
-            envelope,
-            outstanding_id=envelope.in_response_to if record else None,
-            now=self._clock(),
-        )
+        if verified is None:
+            verified = await asyncio.to_thread(
+                sp.verify_response,
+                envelope,
+                outstanding_id=envelope.in_response_to if record else None,
+                now=self._clock(),
+            )
         replay_ttl = max(1.0, verified.expires_at - self._clock())
         if not await self.store.add_if_absent(
             f"assertion:{verified.issuer}:{verified.assertion_id}", replay_ttl

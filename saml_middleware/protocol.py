@@ -31,8 +31,8 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,7 +41,7 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml, samlp
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
-from saml2.response import StatusError, UnsolicitedResponse
+from saml2.response import AuthnResponse, StatusError, UnsolicitedResponse
 from saml2.s_utils import UnravelError
 from saml2.sigver import (
     DecryptError,
@@ -53,7 +53,7 @@ from saml2.sigver import (
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 
 from .config import Settings
-from .crypto import CryptoBackendError
+from .crypto import CryptoBackendError, reuse_parsed
 from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
@@ -176,6 +176,23 @@ class ResponseEnvelope:
     issuer: str | None
     assertion_issuer: str | None = None  # None when encrypted (checked after decryption)
     encrypted: bool = False  # the assertion is an EncryptedAssertion
+    # The checked lxml tree of `xml`: the in-process backend verifies signatures on
+    # it instead of parsing the same bytes again (read-only: never changed).
+    root: etree._Element | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CheckedResponse:
+    """What `ServiceProvider.check_response` returns."""
+
+    envelope: ResponseEnvelope
+    login: VerifiedLogin | None  # None when `lookup` said NOT_YET (not verified yet)
+    record: Any  # what `lookup` returned: the answered request's record, or None
+
+
+# `check_response`'s `lookup` returns this to stop after the structural checks
+# (the caller decides on the loop, then calls `verify_response` itself).
+NOT_YET: Any = object()
 
 
 def decode_post_message(value: str, max_bytes: int) -> bytes:
@@ -260,15 +277,53 @@ def parse_xml(data: bytes) -> etree._Element:
 
 
 def _depth_exceeds(root: etree._Element, limit: int) -> bool:
-    """True when some element lies deeper than `limit`: real SAML messages are shallow
-    (about 10 levels), while deep trees only serve to exhaust a recursive parser."""
-    stack = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in node)
-    return False
+    """True when some node lies deeper than `limit` (the root is at depth 1): real SAML
+    messages are shallow (about 10 levels), while deep trees only serve to exhaust a
+    recursive parser. Elements, comments and processing instructions count, as
+    lxml's iteration over children sees them."""
+    if limit < 1:
+        return True
+    check = _DEPTH_CHECKS.get(limit)
+    if check is None:
+        # One XPath step per level: each step only visits the nodes of its level,
+        # so a shallow document stops after a few steps.
+        path = "/*" * limit + "/node()[not(self::text())]"
+        check = _DEPTH_CHECKS[limit] = etree.XPath(f"boolean({path})")
+    return bool(check(root))
+
+
+_DEPTH_CHECKS: dict[int, etree.XPath] = {}
+
+
+def _xpath(expression: str) -> etree.XPath:
+    """Compiled once (lxml's XPath objects are safe to share between threads)."""
+    return etree.XPath(expression, namespaces={**NS, "xenc": NS_XENC})
+
+
+_DIRECT_ASSERTIONS = _xpath("saml:Assertion | saml:EncryptedAssertion")
+_ALL_ASSERTIONS = _xpath("//saml:Assertion | //saml:EncryptedAssertion")
+_ADVISED_ASSERTIONS = _xpath(
+    "//saml:Advice//saml:Assertion | //saml:Advice//saml:EncryptedAssertion"
+)
+_ALL_IDS = _xpath("//@ID | //@Id | //@id | //@xml:id")
+_STATUS_CODE = _xpath("samlp:Status/samlp:StatusCode")
+_NESTED_STATUS_CODES = _xpath(".//samlp:StatusCode")
+_SIGNATURES = _xpath("//ds:Signature")
+_SIGNATURE_PARTS = {
+    part: _xpath(f"count(//ds:{part})")
+    for part in ("SignedInfo", "Reference", "DigestValue", "SignatureValue")
+}
+_ANY_OBJECT = _xpath("boolean(//ds:Object)")
+_RETRIEVAL_URIS = _xpath("//ds:RetrievalMethod/@URI")
+_SIGNED_INFO = _xpath("ds:SignedInfo")
+_SIGNATURE_VALUE = _xpath("ds:SignatureValue")
+_C14N_METHOD = _xpath("ds:CanonicalizationMethod/@Algorithm")
+_SIGNATURE_METHOD = _xpath("ds:SignatureMethod/@Algorithm")
+_REFERENCES = _xpath("ds:Reference")
+_TRANSFORM_ALGORITHMS = _xpath("ds:Transforms/ds:Transform/@Algorithm")
+_TRANSFORMS = _xpath("ds:Transforms/ds:Transform")
+_DIGEST_METHOD = _xpath("ds:DigestMethod/@Algorithm")
+_STRING_VALUE = etree.XPath("string()")
 
 
 def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
@@ -281,11 +336,9 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     # Exactly one assertion, as a child of the Response; any other one (hidden in
     # Extensions, a Signature's Object, ...) is a wrapping attempt. Assertions
     # inside Advice are allowed but never read.
-    direct = root.xpath("saml:Assertion | saml:EncryptedAssertion", namespaces=NS)
-    anywhere = root.xpath("//saml:Assertion | //saml:EncryptedAssertion", namespaces=NS)
-    advised = root.xpath(
-        "//saml:Advice//saml:Assertion | //saml:Advice//saml:EncryptedAssertion", namespaces=NS
-    )
+    direct = _DIRECT_ASSERTIONS(root)
+    anywhere = _ALL_ASSERTIONS(root)
+    advised = _ADVISED_ASSERTIONS(root)
     if len(direct) != 1 or len(anywhere) - len(advised) != 1:
         raise SAMLError(
             "wrong_number_of_assertions", "The SAML response must hold exactly one assertion."
@@ -302,12 +355,13 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
         issuer if issuer is not None else assertion_issuer,
         assertion_issuer,
         encrypted,
+        root,
     )
 
 
 def _check_unique_ids(root: etree._Element) -> None:
     """No ID twice, on any element, under any ID-like name (xmlsec keeps the first)."""
-    ids = [str(value) for value in root.xpath("//@ID | //@Id | //@id | //@xml:id")]
+    ids = [str(value) for value in _ALL_IDS(root)]
     if len(ids) != len(set(ids)):
         raise SAMLError("duplicate_id", "The SAML response repeats an element ID.")
 
@@ -315,10 +369,10 @@ def _check_unique_ids(root: etree._Element) -> None:
 def _check_status(root: etree._Element) -> None:
     """A Status, and Success with no second-level code; else name the IdP's status."""
     # An IdP that refuses sends its status and no assertion: say so, not "no assertion".
-    status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
+    status = _STATUS_CODE(root)
     if not status:
         raise SAMLError("status_not_success", "The IdP did not sign you in (no status).")
-    nested = status[0].xpath(".//samlp:StatusCode", namespaces=NS)
+    nested = _NESTED_STATUS_CODES(status[0])
     if status[0].get("Value") != _STATUS_SUCCESS or nested:
         raise SAMLError(
             "status_not_success",
@@ -347,13 +401,13 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
     Reference, DigestValue or SignatureValue may sit outside such a signature
     (smuggled copies for a parser that takes the first match).
     """
-    signatures = root.xpath("//ds:Signature", namespaces=NS)
-    for part in ("SignedInfo", "Reference", "DigestValue", "SignatureValue"):
-        if len(root.xpath(f"//ds:{part}", namespaces=NS)) != len(signatures):
+    signatures = _SIGNATURES(root)
+    for part, count in _SIGNATURE_PARTS.items():
+        if int(count(root)) != len(signatures):
             raise _wrong_signed_element(f"has a stray or repeated {part}")
-    if root.xpath("//ds:Object", namespaces=NS):
+    if _ANY_OBJECT(root):
         raise _wrong_signed_element("carries a ds:Object")
-    for node in root.xpath("//ds:RetrievalMethod/@URI", namespaces=NS):
+    for node in _RETRIEVAL_URIS(root):
         if not str(node).startswith("#"):
             raise _refuse_algorithm("remote key reference", str(node))
     signature_methods = SIGNATURE_METHODS | (SIGNATURE_METHODS_SHA1 if not reject_sha1 else set())
@@ -362,30 +416,28 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
         parent = signature.getparent()
         if parent is None or parent.tag not in (_RESPONSE, _ASSERTION) or not parent.get("ID"):
             raise _wrong_signed_element("is on an element that may not be signed")
-        signed_info = signature.xpath("ds:SignedInfo", namespaces=NS)
-        if len(signed_info) != 1 or len(signature.xpath("ds:SignatureValue", namespaces=NS)) != 1:
+        signed_info = _SIGNED_INFO(signature)
+        if len(signed_info) != 1 or len(_SIGNATURE_VALUE(signature)) != 1:
             raise _wrong_signed_element("is incomplete")
-        c14n = signed_info[0].xpath("ds:CanonicalizationMethod/@Algorithm", namespaces=NS)
+        c14n = _C14N_METHOD(signed_info[0])
         if len(c14n) != 1 or str(c14n[0]) not in C14N_METHODS:
             raise _refuse_algorithm("canonicalization method", str(c14n[0]) if c14n else None)
-        method = signed_info[0].xpath("ds:SignatureMethod/@Algorithm", namespaces=NS)
+        method = _SIGNATURE_METHOD(signed_info[0])
         if len(method) != 1 or str(method[0]) not in signature_methods:
             raise _refuse_algorithm("signature algorithm", str(method[0]) if method else None)
-        references = signed_info[0].xpath("ds:Reference", namespaces=NS)
+        references = _REFERENCES(signed_info[0])
         if len(references) != 1:
             raise _wrong_signed_element("must have exactly one reference")
         reference = references[0]
-        transforms = [
-            str(a) for a in reference.xpath("ds:Transforms/ds:Transform/@Algorithm", namespaces=NS)
-        ]
-        if len(reference.xpath("ds:Transforms/ds:Transform", namespaces=NS)) != len(transforms):
+        transforms = [str(a) for a in _TRANSFORM_ALGORITHMS(reference)]
+        if len(_TRANSFORMS(reference)) != len(transforms):
             raise _refuse_algorithm("transform", None)
         for transform in transforms:
             if transform not in TRANSFORMS:
                 raise _refuse_algorithm("transform", transform)
         if len(transforms) > MAX_TRANSFORMS or _ENVELOPED not in transforms:
             raise _refuse_algorithm("transform list", " ".join(transforms))
-        digest = reference.xpath("ds:DigestMethod/@Algorithm", namespaces=NS)
+        digest = _DIGEST_METHOD(reference)
         if len(digest) != 1 or str(digest[0]) not in digest_methods:
             raise _refuse_algorithm("digest algorithm", str(digest[0]) if digest else None)
         if reference.get("URI") != f"#{parent.get('ID')}":
@@ -434,7 +486,7 @@ def _check_issue_instant(value: str | None, now: float, skew: int, what: str) ->
 
 def _text(node: etree._Element | None) -> str | None:
     """All the text of an element: never lxml's `.text`, which stops at a comment."""
-    return None if node is None else str(node.xpath("string()")).strip()
+    return None if node is None else str(_STRING_VALUE(node)).strip()
 
 
 def _status_name(status_code: etree._Element) -> str:
@@ -450,11 +502,16 @@ def saml_instant(value: str | None) -> float | None:
     """SAML dateTime (UTC, optional fraction) -> epoch seconds; None when absent."""
     if not value:
         return None
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]00:00)?", value.strip())
+    m = _INSTANT.fullmatch(value.strip())
     if not m:
         raise SAMLError("malformed", "The SAML message has an invalid timestamp.", 400)
-    stamp = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    return stamp.timestamp() + float(m.group(2) or 0)
+    # datetime() refuses what strptime("%Y-%m-%dT%H:%M:%S") refuses here (ValueError).
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    stamp = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    return stamp.timestamp() + float(m.group(7) or 0)
+
+
+_INSTANT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]00:00)?")
 
 
 class _NoPopulation:
@@ -462,6 +519,51 @@ class _NoPopulation:
 
     def add_information_about_person(self, session_info: Any) -> None:
         pass
+
+
+class _AuthnResponse(AuthnResponse):  # type: ignore[misc]
+    """pysaml2's AuthnResponse without its one eager debug message.
+
+    Upstream's `get_identity` logs every attribute statement with an f-string,
+    so the statement is serialised to XML (about a tenth of a login's time)
+    whether or not debug logging is on. This is the same method, pysaml2 7.5,
+    with that message made lazy.
+    """
+
+    def get_identity(self) -> dict[str, Any]:
+        ava: dict[str, Any] = {}
+        for _assertion in self.assertions:
+            if _assertion.advice and _assertion.advice.assertion:
+                for tmp_assertion in _assertion.advice.assertion:
+                    if tmp_assertion.attribute_statement:
+                        n_attr_statements = len(tmp_assertion.attribute_statement)
+                        if n_attr_statements != 1:
+                            raise ValueError(
+                                "Invalid number of AuthnStatement found in Response: "
+                                f"{n_attr_statements}"
+                            )
+                        ava.update(
+                            self.read_attribute_statement(tmp_assertion.attribute_statement[0])
+                        )
+            if _assertion.attribute_statement:
+                for _attr_statem in _assertion.attribute_statement:
+                    _pysaml2_log.debug("Attribute Statement: %s", _attr_statem)
+                    ava.update(self.read_attribute_statement(_attr_statem))
+        return ava
+
+
+_pysaml2_log = logging.getLogger("saml2.response")
+
+
+class _Client(Saml2Client):  # type: ignore[misc]
+    """A Saml2Client whose AuthnResponses are `_AuthnResponse`s (nothing else differs)."""
+
+    def _parse_response(
+        self, xmlstr: Any, response_cls: Any, service: Any, binding: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if response_cls is AuthnResponse:
+            response_cls = _AuthnResponse
+        return super()._parse_response(xmlstr, response_cls, service, binding, *args, **kwargs)
 
 
 class ServiceProvider:
@@ -477,7 +579,7 @@ class ServiceProvider:
             config.load(self._pysaml2_config())
         except Exception as exc:  # pysaml2 raises bare exceptions for bad metadata
             raise ConfigError("idp", f"pysaml2 could not load the IdP metadata ({exc})") from None
-        self.client = Saml2Client(config=config)
+        self.client = _Client(config=config)
         self.client.users = _NoPopulation()
         if settings.security.crypto_backend == "inprocess":
             try:
@@ -597,6 +699,36 @@ class ServiceProvider:
 
     # -- incoming ---------------------------------------------------------------
 
+    def check_response(
+        self,
+        xml: bytes,
+        *,
+        lookup: Callable[[ResponseEnvelope], Any],
+        now: float | Callable[[], float] | None = None,
+    ) -> CheckedResponse:
+        """`inspect_response`, then `lookup`, then `verify_response`: one call, one thread hop.
+
+        `lookup(envelope)` runs after the structural checks and before any
+        cryptography (in the caller's thread). It returns the record of the
+        outstanding request the response answers (None when it answers none),
+        or raises to refuse, so a forged answer costs no signature check; or
+        `NOT_YET` to stop there (the result's `login` is then None, and the
+        caller verifies with `verify_response`). A solicited response is
+        verified against its InResponseTo only when `lookup` returned a record;
+        otherwise `verify_response` refuses it (`wrong_in_response_to`). `now`
+        may be a clock, read after `lookup`.
+        """
+        envelope = inspect_response(xml, reject_sha1=self.settings.security.reject_sha1)
+        record = lookup(envelope)
+        if record is NOT_YET:
+            return CheckedResponse(envelope, None, None)
+        login = self.verify_response(
+            envelope,
+            outstanding_id=envelope.in_response_to if record is not None else None,
+            now=now() if callable(now) else now,
+        )
+        return CheckedResponse(envelope, login, record)
+
     def verify_response(
         self,
         envelope: ResponseEnvelope,
@@ -623,7 +755,8 @@ class ServiceProvider:
         outstanding = {outstanding_id: "login"} if outstanding_id else {}
         encoded = base64.b64encode(envelope.xml).decode("ascii")
         try:
-            result = self._pysaml2_parse(encoded, outstanding)
+            with reuse_parsed(envelope.xml, envelope.root):
+                result = self._pysaml2_parse(encoded, outstanding)
         except SAMLError as err:
             # An encrypted assertion that cannot be read, for whatever reason, is one
             # failure: "decrypted to garbage" must not differ from "did not decrypt".

@@ -102,7 +102,8 @@ class SessionCodec:
         # values whose signature verified get in; the timeouts are still checked
         # on every request. Bounded: emptied when full (a dict's single operations
         # are atomic, so WSGI threads need no lock).
-        self._verified: dict[str, tuple[SAMLUser, str, float, float]] = {}
+        # The cached Session is the one with refresh=False (frozen, so shareable).
+        self._verified: dict[str, tuple[Session, float, float]] = {}
 
     def encode(
         self, user: SAMLUser, *, session_id: str | None = None, login_time: float | None = None
@@ -184,25 +185,30 @@ class SessionCodec:
         if hit is None:
             try:
                 payload, stamped = self._serializer.loads(value, return_timestamp=True)
-                hit = (
+                login_time = float(payload["iat"])
+                last_active = stamped.timestamp()
+                session = Session(
                     SAMLUser.from_dict(payload["u"]),
                     str(payload["sid"]),
-                    float(payload["iat"]),
-                    stamped.timestamp(),
+                    login_time,
+                    False,
+                    last_active,
                 )
             except (BadData, KeyError, TypeError, ValueError):
                 return None
+            hit = (session, login_time, last_active)
             if len(self._verified) >= _VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[value] = hit
-        user, session_id, login_time, last_active = hit
+        session, login_time, last_active = hit
         if now - login_time > self.settings.max_age_seconds or login_time > now + 60:
             return None
         idle = self.settings.idle_timeout_seconds
         if idle is not None and now - last_active > idle:
             return None
-        refresh = self._refresh_after is not None and now - last_active >= self._refresh_after
-        return Session(user, session_id, login_time, refresh, last_active)
+        if self._refresh_after is not None and now - last_active >= self._refresh_after:
+            return Session(session.user, session.session_id, login_time, True, last_active)
+        return session
 
     def remaining(self, login_time: float) -> int:
         """Seconds left before the absolute timeout (the cookie's Max-Age)."""
@@ -234,6 +240,9 @@ class SessionBackend(Protocol):
     """What the engine needs of a session backend (cookie or store)."""
 
     settings: SessionSettings
+    # `load` as a plain call, for a backend that needs no I/O (None otherwise): a
+    # signed-in user's request then runs no coroutine for its session.
+    load_now: Callable[[str | None], Session | None] | None
 
     async def load(self, cookie: str | None) -> Session | None:
         """The session the cookie value names, or None (missing, forged, expired, revoked)."""
@@ -257,6 +266,10 @@ class SessionBackend(Protocol):
 
 class CookieSessions(SessionCodec):
     """`session.backend = "cookie"`: the whole session is the signed cookie."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.load_now: Callable[[str | None], Session | None] | None = self.decode
 
     async def load(self, cookie: str | None) -> Session | None:
         return self.decode(cookie)
@@ -297,6 +310,8 @@ class StoreSessions:
     of record digests Single Logout revokes. The record's store TTL follows the
     idle and absolute timeouts; the times inside it are checked too.
     """
+
+    load_now: Callable[[str | None], Session | None] | None = None  # the store needs I/O
 
     def __init__(
         self,
