@@ -1147,8 +1147,11 @@ async def test_genuine_response_padded_over_the_limit_is_413(baselines, make_acs
     """P3: the size limit holds before Base64 decoding, whatever the content."""
     acs = make_acs()
     limit = acs.engine.settings.security.max_request_bytes
-    xml = etree.tostring(baselines["assertion"][1])
-    padded = xml.replace(b"</ns1:Issuer>", b"</ns1:Issuer>" + b" " * limit, 1)
+    root = copy.deepcopy(baselines["assertion"][1])
+    issuer = root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer")
+    issuer.tail = (issuer.tail or "") + " " * limit  # whatever prefix the IdP chose
+    padded = etree.tostring(root)
+    assert len(padded) > limit
     reply = await acs.post_encoded(base64.b64encode(padded).decode())
     await acs.assert_refused(reply, "too_large", 413)
 
