@@ -115,7 +115,7 @@ class SecuritySettings:
     # Single Logout messages from the IdP must be signed (pysaml2 would not check).
     want_logout_signed: bool = True
     # "xmlsec1": pysaml2's subprocess backend; "inprocess": crypto.py on the xmlsec binding.
-    crypto_backend: str = "xmlsec1"
+    crypto_backend: str = "inprocess"
 
 
 @dataclass(frozen=True)
@@ -668,7 +668,7 @@ def _security(root: _Section) -> SecuritySettings:
         max_request_bytes=sec.integer("max_request_bytes", 262144, minimum=1024) or 0,
         trust_forwarded_headers=sec.flag("trust_forwarded_headers", False),
         want_logout_signed=sec.flag("want_logout_signed", True),
-        crypto_backend=sec.text("crypto_backend", "xmlsec1") or "",
+        crypto_backend=sec.text("crypto_backend", "inprocess") or "",
     )
     if values.crypto_backend not in CRYPTO_BACKENDS:
         raise ConfigError(sec.key("crypto_backend"), f"must be one of {CRYPTO_BACKENDS}")

@@ -24,7 +24,7 @@ def settings_for(trusted_idp: DevIdP, **overrides: Any) -> dict[str, Any]:
         "idp": {"metadata_xml": trusted_idp.metadata_xml()},
         "roles": {"map": {"admins": ["Admin"], "developers": ["Member"]}},
         # scripts/test runs the ACS and security suites once per backend.
-        "security": {"crypto_backend": os.environ.get("SAML_TEST_CRYPTO_BACKEND", "xmlsec1")},
+        "security": {"crypto_backend": os.environ.get("SAML_TEST_CRYPTO_BACKEND", "inprocess")},
     }
     for key, value in overrides.items():
         if "__" in key:
