@@ -63,6 +63,7 @@ from starlette.routing import Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
+from .loopback import is_loopback_host
 
 PROG = "saml-middleware"
 IDP_PATH = "/idp"
@@ -740,17 +741,6 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_sp(report: CheckReport, raw: Mapping[str, Any] | Settings, settings: Settings) -> None:
     base = urlsplit(settings.base_url)
     report.section("Paste into the IdP (Entra: Single sign-on > Basic SAML Configuration):")
@@ -760,7 +750,7 @@ def _check_sp(report: CheckReport, raw: Mapping[str, Any] | Settings, settings: 
     command = f"{PROG} metadata" + (f" --tenant {settings.tenant}" if settings.tenant else "")
     report.item("SP metadata", f"{settings.endpoint_url('metadata')} (or: {command})")
     if base.scheme == "http":
-        if not _is_loopback(base.hostname):
+        if not is_loopback_host(base.hostname):
             report.warn(
                 "base_url",
                 "plain http on a non-local host: assertions and session cookies would cross "

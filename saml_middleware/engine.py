@@ -110,6 +110,13 @@ OUTSTANDING_REQUEST_TTL = 900
 # is remembered as long (replay), plus twice the clock skew.
 LOGOUT_MESSAGE_MAX_AGE = 600
 _NO_STORE = ("cache-control", "no-store")
+# A page of ours that must not be framed (clickjacking: a sign-out button, Test SSO).
+_UNFRAMED_PAGE = [
+    ("content-type", "text/html; charset=utf-8"),
+    _NO_STORE,
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "frame-ancestors 'none'"),
+]
 # Distinct configuration warnings kept per engine (each is logged once).
 _MAX_WARNINGS = 32
 
@@ -655,12 +662,7 @@ class Engine:
         )
         return Response(
             200,
-            [
-                ("content-type", "text/html; charset=utf-8"),
-                _NO_STORE,
-                ("x-frame-options", "DENY"),
-                ("content-security-policy", "frame-ancestors 'none'"),
-            ],
+            _UNFRAMED_PAGE,
             render_report(report),
         )
 
@@ -684,12 +686,7 @@ class Engine:
                 action += f"?next={quote(safe_next, safe='/')}"
             return Response(
                 200,
-                [
-                    ("content-type", "text/html; charset=utf-8"),
-                    _NO_STORE,
-                    ("x-frame-options", "DENY"),
-                    ("content-security-policy", "frame-ancestors 'none'"),
-                ],
+                _UNFRAMED_PAGE,
                 logout_page(action),
             )
         origin = request.headers.get("origin")

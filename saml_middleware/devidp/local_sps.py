@@ -16,12 +16,13 @@ redirects, a short timeout and a size limit.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
+
+from ..loopback import is_loopback_host
 
 # SP metadata is a few KB; a megabyte is generous (the CLI's --sp-metadata limit).
 MAX_SP_METADATA_BYTES = 1024 * 1024
@@ -30,19 +31,6 @@ SP_METADATA_TIMEOUT_SECONDS = 5.0
 
 class LocalMetadataError(ValueError):
     """The SP metadata could not be read from its URL; the message is a short reason."""
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Whether `host` names this machine without a DNS lookup: 127.0.0.0/8, ::1, localhost."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_loopback_url(url: str) -> bool:
