@@ -9,6 +9,7 @@ every difference measured here. The route returns a 22-byte text body.
 
   a   bare Starlette route
   s   SAMLMiddleware with a valid session cookie (the user a real login produced)
+  t   SAMLMiddleware with server-side sessions (`session.backend = "store"`, memory store)
   m   Starlette's SessionMiddleware with a small signed cookie (the route reads it)
 
 Each row is checked first: 200, and for `s` the signed-in user in the scope.
@@ -130,11 +131,20 @@ def main() -> None:
     saml = SAMLMiddleware(bare_app(), settings=settings(middleware_idp))
     session = SessionMiddleware(bare_app(), secret_key=SESSION_SECRET)
     saml_cookie = saml_session_cookie(saml, loop)
+    stored = SAMLMiddleware(
+        bare_app(), settings={**settings(middleware_idp), "session": {"backend": "store"}}
+    )
+    stored_cookie = saml_session_cookie(stored, loop)
     session_cookie = f"session={starlette_session_cookie()}"
 
     cases = {
         "a": ("bare Starlette route", bare, scope_with(None)),
         "s": ("SAMLMiddleware, valid session cookie", saml, scope_with(saml_cookie)),
+        "t": (
+            "SAMLMiddleware, server-side session (memory store)",
+            stored,
+            scope_with(stored_cookie),
+        ),
         "m": (
             "Starlette SessionMiddleware, small signed cookie",
             session,

@@ -32,6 +32,7 @@ class SAMLMiddleware:
     def __init__(self, app: ASGIApp, settings: Mapping[str, Any] | Settings) -> None:
         self.app = app
         self.engine = Engine(settings)
+        self._cookie_name = self.engine.settings.session.cookie_name
 
     def invalidate_tenant(self, slug: str | None = None) -> None:
         """Apply an admin's change to an organization (all, for None) from the next request."""
@@ -39,6 +40,13 @@ class SAMLMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":  # inline: one coroutine less per request
+            user = self.engine.signed_in_user(
+                _path(scope), _cookies(scope.get("headers", ())).get(self._cookie_name)
+            )
+            if user is not None:  # nothing but a valid cookie session to look at
+                _put_user(scope, user)
+                await self.app(scope, receive, send)
+                return
             reply = await self.engine.handle(_request(scope, receive))
             if isinstance(reply, Response):
                 await _send_response(reply, send)
@@ -61,16 +69,22 @@ class SAMLMiddleware:
         await self.app(scope, receive, send)
 
 
+def _path(scope: Scope) -> str:
+    """The request path below the mount point."""
+    root_path = scope.get("root_path", "")
+    path = scope.get("path", "/")
+    return _route_path(path, root_path) if root_path or not path else path
+
+
 def _request(scope: Scope, receive: Receive) -> HttpRequest:
     raw_headers = scope.get("headers", ())
     root_path = scope.get("root_path", "")
-    path = scope.get("path", "/")
     scheme = scope.get("scheme", "http")
     if type(scheme) is not str:
         scheme = str(scheme)
     return HttpRequest(
         method=scope.get("method", "GET"),
-        path=_route_path(path, root_path) if root_path or not path else path,
+        path=_path(scope),
         query_string=scope.get("query_string", b"").decode("latin-1"),
         headers=_Headers(raw_headers),
         cookies=_Cookies(raw_headers),
@@ -155,20 +169,25 @@ class _Cookies(_Lazy):
     __slots__ = ()
 
     def _build(self) -> dict[str, str]:
-        values = [
-            v for n, v in self._raw if n == b"cookie" or (len(n) == 6 and n.lower() == b"cookie")
-        ]
-        if not values:
-            return {}
-        header = values[0] if len(values) == 1 else b"; ".join(values)
-        parsed = _parsed_cookies.get(header)
-        if parsed is None:
-            parsed = cookie_parser(header.decode("latin-1"))
-            if len(header) <= _COOKIE_CACHE_MAX_BYTES:
-                if len(_parsed_cookies) >= _COOKIE_CACHE_SIZE:
-                    _parsed_cookies.clear()
-                _parsed_cookies[header] = parsed
-        return parsed
+        return _cookies(self._raw)
+
+
+def _cookies(raw_headers: Any) -> dict[str, str]:
+    """The cookies of the Cookie headers (Starlette's parser), cached by header value."""
+    values = [
+        v for n, v in raw_headers if n == b"cookie" or (len(n) == 6 and n.lower() == b"cookie")
+    ]
+    if not values:
+        return {}
+    header = values[0] if len(values) == 1 else b"; ".join(values)
+    parsed = _parsed_cookies.get(header)
+    if parsed is None:
+        parsed = cookie_parser(header.decode("latin-1"))
+        if len(header) <= _COOKIE_CACHE_MAX_BYTES:
+            if len(_parsed_cookies) >= _COOKIE_CACHE_SIZE:
+                _parsed_cookies.clear()
+            _parsed_cookies[header] = parsed
+    return parsed
 
 
 # Cookie header -> its parsed cookies (a dict's single operations are atomic).

@@ -242,6 +242,22 @@ class Engine:
             return PassThrough(ANONYMOUS, clear)
         return self._login_required(request, None, clear)
 
+    def signed_in_user(self, path: str, cookie: str | None) -> SAMLUser | None:
+        """The user, when a request needs nothing but its valid cookie session.
+
+        A shortcut for adapters, with no request object and no coroutine: only
+        without organizations, off the middleware's own paths, and with no
+        refresh due. None means "ask `handle`" (which gives the same answer
+        whenever this one gives a user).
+        """
+        load_now = self.sessions.load_now
+        if self.organizations is not None or load_now is None or self._route(path) is not None:
+            return None
+        session = load_now(cookie)
+        if session is None or session.refresh or session.user.tenant is not None:
+            return None
+        return session.user
+
     async def _organization_path(
         self, request: HttpRequest, org: Realm, session: Session | None, clear: str | None
     ) -> Reply:

@@ -300,6 +300,12 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
 
 
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _VERIFIED_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
 class StoreSessions:
     """`session.backend = "store"`: a signed random id in the cookie, the session in the store.
 
@@ -327,6 +333,10 @@ class StoreSessions:
         self._ids = URLSafeSerializer(secret_key, salt="saml_middleware.session-id")
         idle = settings.idle_timeout_seconds
         self._refresh_after = max(1, idle // 10) if idle else None
+        # Work done once per session, not per request (bounded, emptied when full):
+        # cookie -> its verified session id; (record digest, login time) -> user.
+        self._ids_verified: dict[str, tuple[str, str]] = {}
+        self._users: dict[tuple[str, float], SAMLUser] = {}
 
     # -- keys and records ------------------------------------------------------------
 
@@ -366,17 +376,25 @@ class StoreSessions:
     # -- the backend -------------------------------------------------------------------
 
     async def load(self, cookie: str | None) -> Session | None:
-        session_id = self._session_id(cookie)
-        if session_id is None:
-            return None
-        key = self._record_key(_digest(session_id))
-        record = await self.store.get(key)
+        known = self._ids_verified.get(cookie or "")
+        if known is None:
+            session_id = self._session_id(cookie)
+            if session_id is None:
+                return None
+            known = (session_id, _digest(session_id))
+            _remember(self._ids_verified, cookie or "", known)
+        session_id, digest = known
+        key = self._record_key(digest)
+        record = await self.store.get(key)  # every time: a revoked session must end
         if record is None:
             return None
         try:
-            user = SAMLUser.from_dict(record["u"])
             login_time = float(record["iat"])
             last_active = float(record["seen"])
+            user = self._users.get((digest, login_time))
+            if user is None:
+                user = SAMLUser.from_dict(record["u"])
+                _remember(self._users, (digest, login_time), user)
         except (KeyError, TypeError, ValueError):
             return None
         now = self._clock()

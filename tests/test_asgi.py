@@ -6,6 +6,7 @@ logout, tampered cookies, mounting, proxies) is in test_adapters.py.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -18,7 +19,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from saml_middleware import SAMLMiddleware, SAMLUser
-from tests.helpers import SP_BASE, settings_for
+from saml_middleware.engine import PassThrough
+from saml_middleware.session import SessionCodec
+from tests.helpers import SP_BASE, request, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -182,3 +185,44 @@ async def test_root_path_from_the_server(devidp, path_has_root):
     sent.clear()
     await app(scope, receive, send)
     assert sent[0]["status"] == 200
+
+
+# -- the signed-in shortcut (SAMLMiddleware.__call__ without a request object) ------------
+
+
+def _client(app: SAMLMiddleware) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SP_BASE)
+
+
+async def test_a_session_due_for_refresh_still_gets_its_new_cookie(devidp):
+    """The shortcut serves only sessions with nothing to do: a sliding idle timeout
+    that is due goes the whole way and the browser gets a fresh cookie."""
+    app = build_app(devidp, session__idle_timeout_seconds=600)
+    codec = SessionCodec(
+        app.engine.settings.session, app.engine.settings.secret_key, clock=lambda: time.time() - 120
+    )
+    stale = codec.encode(SAMLUser(name_id="B.Simon@contoso.com", roles=("Admin",)))
+    async with _client(app) as client:
+        client.cookies.set("saml_session", stale)
+        reply = await client.get("/me")
+    assert reply.status_code == 200 and reply.json()["name_id"] == "B.Simon@contoso.com"
+    assert reply.headers["set-cookie"].startswith("saml_session=")
+    assert reply.headers["set-cookie"].split(";")[0] != f"saml_session={stale}"
+
+
+async def test_the_shortcut_agrees_with_handle(devidp):
+    app = build_app(devidp)
+    engine = app.engine
+    good = engine.sessions.encode(SAMLUser(name_id="B.Simon@contoso.com", roles=("Admin",)))
+    tenant = engine.sessions.encode(SAMLUser(name_id="x@contoso.com", tenant="acme"))
+    for path in ("/me", "/public/me", "/saml/logout/", "/saml/metadata/"):
+        for cookie in (good, good[:-2] + "xx", tenant, None):
+            fast = engine.signed_in_user(path, cookie)
+            full = await engine.handle(
+                request("GET", path, cookies={"saml_session": cookie} if cookie else {})
+            )
+            if fast is not None:
+                assert isinstance(full, PassThrough) and full.user == fast, (path, cookie)
+                assert full.set_cookie is None
+            else:
+                assert cookie != good or path.startswith("/saml/"), (path, cookie)

@@ -6,16 +6,24 @@ leave the cache by themselves. Bounded in size: when it is full, expired entries
 go first, then the least recently used.
 The lock is a thread lock, so the WSGI adapter's threads (each on its own
 event loop) share one cache safely; no method awaits while holding it.
+Records are kept as JSON text, as Redis keeps them: a caller's dict is never
+shared, and both stores give back the same types.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import threading
 import time
 from typing import Any
 
 from cachetools import TLRUCache
+
+
+class _Record(str):
+    """A record's JSON text (apart from the replay marks and member sets)."""
+
+    __slots__ = ()
 
 
 def _deadline(_key: str, entry: tuple[float, Any], _now: float) -> float:
@@ -40,21 +48,21 @@ class MemoryStore:
 
     async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
         with self._lock:
-            self._cache[key] = (time.monotonic() + ttl, copy.deepcopy(value))
+            self._cache[key] = (time.monotonic() + ttl, _Record(json.dumps(value)))
 
     async def replace(self, key: str, value: dict[str, Any], ttl: float) -> bool:
         with self._lock:
             now = time.monotonic()
             if self._live(key, now) is None:
                 return False
-            self._cache[key] = (now + ttl, copy.deepcopy(value))
+            self._cache[key] = (now + ttl, _Record(json.dumps(value)))
             return True
 
     async def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             entry = self._live(key, time.monotonic())
         value = entry[1] if entry else None
-        return copy.deepcopy(value) if isinstance(value, dict) else None
+        return json.loads(value) if isinstance(value, _Record) else None
 
     async def pop(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -62,7 +70,7 @@ class MemoryStore:
             if entry is None:
                 return None
             del self._cache[key]
-        return entry[1] if isinstance(entry[1], dict) else None
+        return json.loads(entry[1]) if isinstance(entry[1], _Record) else None
 
     async def add_if_absent(self, key: str, ttl: float) -> bool:
         with self._lock:
