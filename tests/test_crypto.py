@@ -885,7 +885,7 @@ def test_client_built_without_xmlsec1_works_end_to_end(idp, sp_keys, monkeypatch
     response = idp.create_response(
         "bsimon", sp_entity_id=template.settings.sp.entity_id, in_response_to=None
     )
-    config_dict.pop("xmlsec_binary")
+    config_dict.pop("xmlsec_binary", None)
     config_dict["crypto_backend"] = "XMLSecurity"
     monkeypatch.setenv("PATH", "/nonexistent")
 
