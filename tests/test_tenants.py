@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -45,7 +46,14 @@ def org(idp: DevIdP, **extra: Any) -> dict[str, Any]:
 
 
 def tenant_settings(tenants: Any, **extra: Any) -> dict[str, Any]:
-    return {"base_url": SP_BASE, "secret_key": SECRET, "tenants": tenants, **extra}
+    backend = os.environ.get("SAML_TEST_CRYPTO_BACKEND", "inprocess")  # as settings_for
+    return {
+        "base_url": SP_BASE,
+        "secret_key": SECRET,
+        "tenants": tenants,
+        "security": {"crypto_backend": backend},
+        **extra,
+    }
 
 
 async def register(engine: Engine, slug: str, idp: DevIdP) -> None:
