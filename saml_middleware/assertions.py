@@ -1,0 +1,488 @@
+"""What a verified Response says, and the one set of checks run on it.
+
+Both verification paths of `protocol.ServiceProvider` end here:
+
+* the pysaml2 path (`xmlsec1` backend) reads a `Facts` from the objects
+  pysaml2 built and verified (`protocol.facts_from_pysaml2`);
+* the native path (in-process backend) reads it from the very lxml elements
+  whose signatures `crypto.XmlSecBackend` verified (`facts_from_tree`).
+
+`check_facts` then applies every semantic rule once: Destination, IssueInstant,
+the signatures the settings require, Issuer (Response and Assertion),
+InResponseTo, Conditions (time window, audiences, unknown conditions), the
+subject (NameID, SPNameQualifier), the bearer SubjectConfirmation (Recipient,
+times, InResponseTo), the AuthnStatement (exactly one, SessionNotOnOrAfter),
+and returns the `VerifiedLogin`. It includes the rules pysaml2 enforced
+implicitly (inside its object model and its `AuthnResponse` methods), so the
+native path, which skips pysaml2, loses none of them.
+
+Text is read as pysaml2 reads it: the element's character data with comments
+dropped (so `a<!--x-->b` is `ab`, never lxml's `.text`, which stops at the
+comment), stripped; an AttributeValue with an `xsi:type` of a number, boolean
+or date is normalised as pysaml2's `AttributeValueBase.set_text` does. Nothing
+here imports pysaml2; lxml only reads trees that were already parsed hardened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from lxml import etree
+
+from .errors import SAMLError
+
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+HOLDER_OF_KEY = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"
+SENDER_VOUCHES = "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches"
+ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
+
+# A Response older than this (by its IssueInstant) is refused whatever its
+# other times say: an IdP's answer is posted by the browser within seconds.
+MAX_RESPONSE_AGE_SECONDS = 3600
+
+
+def _q(ns: str, local: str) -> str:
+    return f"{{{ns}}}{local}"
+
+
+_ISSUER = _q(SAML, "Issuer")
+_SIGNATURE = _q(DS, "Signature")
+_SUBJECT = _q(SAML, "Subject")
+_NAME_ID = _q(SAML, "NameID")
+_ENCRYPTED_ID = _q(SAML, "EncryptedID")
+_BASE_ID = _q(SAML, "BaseID")
+_SUBJECT_CONFIRMATION = _q(SAML, "SubjectConfirmation")
+_SUBJECT_CONFIRMATION_DATA = _q(SAML, "SubjectConfirmationData")
+_CONDITIONS = _q(SAML, "Conditions")
+_AUDIENCE_RESTRICTION = _q(SAML, "AudienceRestriction")
+_AUDIENCE = _q(SAML, "Audience")
+_CONDITION = _q(SAML, "Condition")
+_AUTHN_STATEMENT = _q(SAML, "AuthnStatement")
+_ATTRIBUTE_STATEMENT = _q(SAML, "AttributeStatement")
+_ATTRIBUTE = _q(SAML, "Attribute")
+_ENCRYPTED_ATTRIBUTE = _q(SAML, "EncryptedAttribute")
+_ATTRIBUTE_VALUE = _q(SAML, "AttributeValue")
+_XSI_TYPE = _q(XSI, "type")
+
+
+@dataclass(frozen=True)
+class VerifiedLogin:
+    """What a Response proved, read from the verified assertion."""
+
+    issuer: str
+    name_id: str
+    name_id_format: str | None
+    session_index: str | None
+    attributes: dict[str, list[str]]
+    assertion_id: str
+    response_id: str
+    in_response_to: str | None
+    expires_at: float  # epoch seconds: the latest NotOnOrAfter in the assertion
+
+
+@dataclass(frozen=True)
+class EntityName:
+    """An Issuer or a NameID: its text (comments dropped, stripped) and qualifiers."""
+
+    text: str | None
+    format: str | None = None
+    sp_name_qualifier: str | None = None
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """One SubjectConfirmation; the data fields are None when absent."""
+
+    method: str | None
+    has_data: bool
+    recipient: str | None = None
+    not_before: str | None = None
+    not_on_or_after: str | None = None
+    in_response_to: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the checks read, from either path. `signed` means verified."""
+
+    response_id: str | None
+    response_version: str | None
+    destination: str | None
+    response_issue_instant: str | None
+    response_in_response_to: str | None
+    response_issuer: EntityName | None
+    response_signed: bool
+    assertion_id: str | None
+    assertion_issue_instant: str | None
+    assertion_issuer: EntityName | None
+    assertion_signed: bool
+    has_subject: bool
+    name_id: EntityName | None
+    encrypted_id: bool  # the subject names its user by an EncryptedID
+    confirmations: tuple[Confirmation, ...]
+    has_conditions: bool
+    not_before: str | None
+    not_on_or_after: str | None
+    audience_restrictions: tuple[tuple[str, ...], ...]
+    other_conditions: int  # saml:Condition elements (pysaml2 refuses any it does not know)
+    authn_statements: tuple[tuple[str | None, str | None], ...]  # SessionIndex, SessionNotOnOrAfter
+    attributes: tuple[tuple[str, tuple[str, ...]], ...]  # in document order, repeats kept
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What this SP expects of a Response (from the settings and the IdP metadata)."""
+
+    acs_url: str
+    sp_entity_id: str
+    idp_entity_id: str
+    clock_skew: int
+    want_assertions_signed: bool
+    want_response_signed: bool
+
+
+# -- reading a tree ---------------------------------------------------------------------
+
+_STRING_VALUE = etree.XPath("string()")
+
+
+def element_text(node: etree._Element | None) -> str | None:
+    """The character data of a text-only element, comments dropped, stripped (pysaml2's rule).
+
+    Never lxml's `.text` (it stops at a comment: the NameID `evil<!---->.victim`
+    attack). An element with element children has no text here: refused by the
+    caller (the schema refuses it for Issuer, NameID and Audience).
+    """
+    if node is None:
+        return None
+    return str(_STRING_VALUE(node)).strip()
+
+
+def _has_element_children(node: etree._Element) -> bool:
+    return any(isinstance(child.tag, str) for child in node)
+
+
+def _entity_name(node: etree._Element | None) -> EntityName | None:
+    if node is None:
+        return None
+    return EntityName(element_text(node), node.get("Format"), node.get("SPNameQualifier"))
+
+
+def facts_from_tree(
+    response: etree._Element,
+    assertion: etree._Element,
+    *,
+    response_signed: bool,
+    assertion_signed: bool,
+) -> Facts:
+    """The facts of `response` and its one top-level `assertion` (already schema-valid).
+
+    Only direct children are read, by exact namespace and name: nothing inside
+    Advice, Extensions or a foreign element is ever looked at.
+    """
+    subject = assertion.find(_SUBJECT)
+    name_id = None if subject is None else subject.find(_NAME_ID)
+    confirmations = []
+    if subject is not None:
+        for node in subject.iterchildren(_SUBJECT_CONFIRMATION):
+            data = node.find(_SUBJECT_CONFIRMATION_DATA)
+            if data is None:
+                confirmations.append(Confirmation(node.get("Method"), False))
+                continue
+            confirmations.append(
+                Confirmation(
+                    node.get("Method"),
+                    True,
+                    data.get("Recipient"),
+                    data.get("NotBefore"),
+                    data.get("NotOnOrAfter"),
+                    data.get("InResponseTo"),
+                    data.get("Address"),
+                )
+            )
+    conditions = assertion.find(_CONDITIONS)
+    restrictions: list[tuple[str, ...]] = []
+    other_conditions = 0
+    if conditions is not None:
+        for restriction in conditions.iterchildren(_AUDIENCE_RESTRICTION):
+            restrictions.append(
+                tuple(element_text(a) or "" for a in restriction.iterchildren(_AUDIENCE))
+            )
+        other_conditions = sum(1 for _ in conditions.iterchildren(_CONDITION))
+    statements = tuple(
+        (node.get("SessionIndex"), node.get("SessionNotOnOrAfter"))
+        for node in assertion.iterchildren(_AUTHN_STATEMENT)
+    )
+    return Facts(
+        response_id=response.get("ID"),
+        response_version=response.get("Version"),
+        destination=response.get("Destination"),
+        response_issue_instant=response.get("IssueInstant"),
+        response_in_response_to=response.get("InResponseTo"),
+        response_issuer=_entity_name(response.find(_ISSUER)),
+        response_signed=response_signed,
+        assertion_id=assertion.get("ID"),
+        assertion_issue_instant=assertion.get("IssueInstant"),
+        assertion_issuer=_entity_name(assertion.find(_ISSUER)),
+        assertion_signed=assertion_signed,
+        has_subject=subject is not None,
+        name_id=_entity_name(name_id),
+        encrypted_id=subject is not None and subject.find(_ENCRYPTED_ID) is not None,
+        confirmations=tuple(confirmations),
+        has_conditions=conditions is not None,
+        not_before=None if conditions is None else conditions.get("NotBefore"),
+        not_on_or_after=None if conditions is None else conditions.get("NotOnOrAfter"),
+        audience_restrictions=tuple(restrictions),
+        other_conditions=other_conditions,
+        authn_statements=statements,
+        attributes=_tree_attributes(assertion),
+    )
+
+
+def _tree_attributes(assertion: etree._Element) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    found = []
+    for statement in assertion.iterchildren(_ATTRIBUTE_STATEMENT):
+        if statement.find(_ENCRYPTED_ATTRIBUTE) is not None:
+            # pysaml2 would decrypt it; the native path does not read encrypted attributes.
+            raise SAMLError("invalid_response", "The SAML assertion has encrypted attributes.")
+        for attribute in statement.iterchildren(_ATTRIBUTE):
+            values = tuple(
+                attribute_value_text(value) for value in attribute.iterchildren(_ATTRIBUTE_VALUE)
+            )
+            found.append((attribute.get("Name") or "", values))
+    return tuple(found)
+
+
+def attribute_value_text(value: etree._Element) -> str:
+    """An AttributeValue as pysaml2 reports it: typed values normalised, then stripped."""
+    if _has_element_children(value):
+        # pysaml2 reads no text from element content (and its schema check of the
+        # re-serialised item then fails): refused, never read half.
+        raise SAMLError("invalid_response", "The SAML assertion has a structured attribute value.")
+    if any(not name.startswith(f"{{{XSI}}}") for name in value.attrib):
+        # pysaml2 re-serialises the value as a typed simple value, which the
+        # schema check of the signed assertion then refuses: never accepted here.
+        raise SAMLError(
+            "invalid_response", "The SAML assertion has an attribute value with attributes."
+        )
+    text = str(_STRING_VALUE(value))
+    declared = value.get(_XSI_TYPE)
+    if declared and text:
+        kind = declared.split(":", 1)[-1] if ":" in declared else declared
+        text = _typed_text(kind, text)
+    return text.strip()
+
+
+def _typed_text(kind: str, text: str) -> str:
+    """pysaml2 7.5 `AttributeValueBase.set_text`: the xs types it converts, converted alike."""
+    try:
+        if kind in ("integer", "short", "int", "long"):
+            return str(int(text))
+        if kind in ("float", "double"):
+            return str(float(text))
+        if kind == "boolean":
+            return str({"true": True, "false": False}[text.lower()]).lower()
+        if kind == "date":
+            return str(datetime.strptime(text, "%Y-%m-%d").date())
+    except (ValueError, KeyError):
+        raise SAMLError(
+            "invalid_response", "The SAML assertion has an attribute value of the wrong type."
+        ) from None
+    return text
+
+
+# -- times ------------------------------------------------------------------------------
+
+_INSTANT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]00:00)?")
+
+
+def saml_instant(value: str | None) -> float | None:
+    """SAML dateTime (UTC, optional fraction) -> epoch seconds; None when absent."""
+    if not value:
+        return None
+    m = _INSTANT.fullmatch(value.strip())
+    if not m:
+        raise SAMLError("malformed", "The SAML message has an invalid timestamp.", 400)
+    # datetime() refuses what strptime("%Y-%m-%dT%H:%M:%S") refuses here (ValueError).
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    stamp = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    return stamp.timestamp() + float(m.group(7) or 0)
+
+
+def check_issue_instant(value: str | None, now: float, skew: int, what: str) -> None:
+    """IssueInstant neither in the future nor older than MAX_RESPONSE_AGE_SECONDS (with skew)."""
+    instant = saml_instant(value)
+    if instant is None:
+        raise SAMLError("malformed", f"The SAML {what} has no IssueInstant.", 400)
+    if instant > now + skew:
+        raise SAMLError("not_yet_valid", f"The SAML {what} was issued in the future.")
+    if instant < now - skew - MAX_RESPONSE_AGE_SECONDS:
+        raise SAMLError("expired", f"The SAML {what} is too old.")
+
+
+# -- the checks -------------------------------------------------------------------------
+
+
+def check_signed(expect: Expectations, response_signed: bool, assertion_signed: bool) -> None:
+    """The signatures the settings require are there (and were verified)."""
+    if (expect.want_assertions_signed and not assertion_signed) or (
+        expect.want_response_signed and not response_signed
+    ):
+        raise SAMLError("signature_required", "The SAML response is not signed as required.")
+
+
+def is_idp(expect: Expectations, issuer: EntityName) -> bool:
+    """An Issuer naming our IdP, as an entity (no other NameID format)."""
+    if issuer.format not in (None, ENTITY_FORMAT):
+        return False
+    return (issuer.text or "") == expect.idp_entity_id
+
+
+def check_facts(
+    facts: Facts, expect: Expectations, in_response_to: str | None, now: float
+) -> VerifiedLogin:
+    """Every semantic rule, in the order the pysaml2 path reports them.
+
+    `in_response_to` is the Response's InResponseTo as the structural check read
+    it (already matched against the outstanding request, or None).
+    """
+    if facts.destination != expect.acs_url:
+        raise SAMLError(
+            "wrong_destination", "The SAML response was sent to another address than this site's."
+        )
+    skew = expect.clock_skew
+    check_issue_instant(facts.response_issue_instant, now, skew, "response")
+    if facts.response_version != "2.0":  # pysaml2: RequestVersionTooLow/High
+        raise SAMLError("invalid_response", "The SAML response is not SAML 2.0.")
+    check_issue_instant(facts.assertion_issue_instant, now, skew, "assertion")
+    _check_implicit(facts, expect, now)
+    check_signed(expect, facts.response_signed, facts.assertion_signed)
+    if facts.response_issuer is not None and not is_idp(expect, facts.response_issuer):
+        raise SAMLError("wrong_issuer", "The SAML response comes from an unexpected issuer.")
+    if facts.assertion_issuer is None or not is_idp(expect, facts.assertion_issuer):
+        raise SAMLError("wrong_issuer", "The SAML assertion comes from an unexpected issuer.")
+    if facts.response_in_response_to != in_response_to:
+        raise SAMLError("wrong_in_response_to", "The SAML response is inconsistent.")
+    if not facts.audience_restrictions:
+        raise SAMLError("wrong_audience", "The SAML assertion names no audience.")
+    for audiences in facts.audience_restrictions:
+        if expect.sp_entity_id not in audiences:
+            raise SAMLError("wrong_audience", "The SAML assertion is meant for another site.")
+    not_before = saml_instant(facts.not_before)
+    not_on_or_after = saml_instant(facts.not_on_or_after)
+    if not_before is not None and now + skew < not_before:
+        raise SAMLError("not_yet_valid", "The SAML assertion is not valid yet.")
+    if not_on_or_after is not None and now - skew >= not_on_or_after:
+        raise SAMLError("expired", "The SAML assertion has expired.")
+    name_id = facts.name_id
+    if name_id is None or not name_id.text:
+        raise SAMLError("no_nameid", "The SAML assertion does not name a user.")
+    if name_id.sp_name_qualifier not in (None, expect.sp_entity_id):
+        raise SAMLError("wrong_audience", "The SAML assertion names a user of another site.")
+    scd_expiry = _check_confirmation(facts, expect, in_response_to, now)
+    if not facts.authn_statements:
+        raise SAMLError("invalid_response", "The SAML assertion has no authentication statement.")
+    session_index, session_not_on_or_after = facts.authn_statements[0]
+    session_end = saml_instant(session_not_on_or_after)
+    if session_end is not None and now - skew >= session_end:
+        raise SAMLError("expired", "The IdP session has already ended.")
+    if not facts.assertion_id or not facts.response_id:
+        raise SAMLError("invalid_response", "The SAML response is not valid.")
+    attributes: dict[str, list[str]] = {}
+    for name, values in facts.attributes:
+        attributes.setdefault(name, []).extend(values)
+    expiries = [t for t in (not_on_or_after, scd_expiry) if t is not None]
+    return VerifiedLogin(
+        issuer=expect.idp_entity_id,
+        name_id=name_id.text,
+        name_id_format=name_id.format,
+        session_index=session_index,
+        attributes=attributes,
+        assertion_id=facts.assertion_id,
+        response_id=facts.response_id,
+        in_response_to=in_response_to,
+        expires_at=max(expiries) + skew,
+    )
+
+
+def _check_implicit(facts: Facts, expect: Expectations, now: float) -> None:
+    """What pysaml2's `AuthnResponse` enforced on its own (authn_statement_ok,
+    condition_ok, get_subject), with the codes the pysaml2 path gives them."""
+    if len(facts.authn_statements) != 1:
+        raise SAMLError(
+            "invalid_response", "The SAML assertion must have one authentication statement."
+        )
+    skew = expect.clock_skew
+    not_before = saml_instant(facts.not_before)
+    not_on_or_after = saml_instant(facts.not_on_or_after)
+    if not_before is not None and not_on_or_after is not None and not_on_or_after <= not_before:
+        raise SAMLError("expired", "The SAML assertion is never valid (empty time window).")
+    if facts.other_conditions:
+        raise SAMLError("invalid_response", "The SAML assertion has a condition not understood.")
+    if not facts.has_subject:
+        raise SAMLError("invalid_response", "The SAML assertion has no subject.")
+    for confirmation in facts.confirmations:
+        if confirmation.method not in (BEARER, HOLDER_OF_KEY, SENDER_VOUCHES):
+            raise SAMLError(
+                "invalid_response", "The SAML assertion has an unknown confirmation method."
+            )
+        if confirmation.method != BEARER or not confirmation.has_data:
+            continue
+        if confirmation.address is not None and not _valid_address(confirmation.address):
+            raise SAMLError("invalid_response", "The SAML assertion has an invalid address.")
+        expiry = saml_instant(confirmation.not_on_or_after)
+        if expiry is not None and now - skew >= expiry:
+            raise SAMLError("expired", "The SAML assertion has expired.")
+        if not confirmation.recipient:
+            raise SAMLError(
+                "wrong_recipient",
+                "The SAML assertion has no valid bearer confirmation for this site.",
+            )
+    if facts.encrypted_id and facts.name_id is None:
+        # pysaml2 decrypts an EncryptedID but the login still reads no NameID.
+        raise SAMLError("no_nameid", "The SAML assertion does not name a user.")
+
+
+def _valid_address(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_confirmation(
+    facts: Facts, expect: Expectations, in_response_to: str | None, now: float
+) -> float:
+    """A bearer SubjectConfirmation for this ACS, in its window; returns its expiry."""
+    skew = expect.clock_skew
+    problem = "The SAML assertion has no valid bearer confirmation for this site."
+    code = "wrong_recipient"
+    for confirmation in facts.confirmations:
+        if confirmation.method != BEARER:
+            code = "wrong_confirmation"
+            continue
+        if not confirmation.has_data or confirmation.recipient != expect.acs_url:
+            continue
+        expiry = saml_instant(confirmation.not_on_or_after)
+        if expiry is None or now - skew >= expiry:
+            code = "expired"
+            problem = "The SAML assertion has expired."
+            continue
+        if confirmation.not_before is not None:  # forbidden on a bearer confirmation
+            code = "wrong_confirmation"
+            continue
+        if (confirmation.in_response_to or None) != in_response_to:
+            code = "wrong_in_response_to"
+            problem = "The SAML response is inconsistent."
+            continue
+        return expiry
+    raise SAMLError(code, problem)
