@@ -270,3 +270,13 @@ def test_an_unreadable_decrypted_document_is_one_decryption_failure(make_acs, id
     native, reference = both(sp, etree.tostring(root))
     assert native == ("refused", "decryption_failed"), native
     assert reference[0] == "refused"
+
+
+def test_an_unknown_confirmation_method_beside_a_good_bearer_is_refused_by_both(setup):
+    def unknown(assertion):
+        confirmation = forge.one(assertion, "saml:Subject/saml:SubjectConfirmation")
+        other = etree.Element(f"{{{SAML}}}SubjectConfirmation", Method="urn:example:unknown")
+        confirmation.addnext(other)
+
+    native, reference = run(setup, unknown)
+    assert native == ("refused", "invalid_response") and reference[0] == "refused"
