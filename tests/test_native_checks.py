@@ -280,3 +280,19 @@ def test_an_unknown_confirmation_method_beside_a_good_bearer_is_refused_by_both(
 
     native, reference = run(setup, unknown)
     assert native == ("refused", "invalid_response") and reference[0] == "refused"
+
+
+def test_encrypted_attributes_are_refused_natively_not_skipped(setup):
+    """The native path does not decrypt attributes: it says so rather than quietly
+    signing the user in without them (and without the roles they may carry)."""
+    xenc = "http://www.w3.org/2001/04/xmlenc#"
+
+    def encrypted_attribute(assertion):
+        statement = forge.one(assertion, "saml:AttributeStatement")
+        holder = etree.SubElement(statement, f"{{{SAML}}}EncryptedAttribute")
+        data = etree.SubElement(holder, f"{{{xenc}}}EncryptedData")
+        cipher = etree.SubElement(data, f"{{{xenc}}}CipherData")
+        etree.SubElement(cipher, f"{{{xenc}}}CipherValue").text = "AAAA"
+
+    native, reference = run(setup, encrypted_attribute)
+    assert native == ("refused", "invalid_response"), (native, reference)
