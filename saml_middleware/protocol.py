@@ -820,14 +820,7 @@ class ServiceProvider:
                 raise SAMLError(
                     "signature_required", "The SAML response is not signed as required."
                 ) from None
-            text = str(exc)
-            if "signature refused:" in text and "not allowed" in text:  # crypto.py allow-lists
-                raise SAMLError(
-                    "disallowed_algorithm", "The SAML response uses an algorithm not allowed."
-                ) from None
-            raise SAMLError(
-                "invalid_signature", "The SAML response signature is not valid."
-            ) from None
+            raise _signature_refusal(exc) from None
         except UnravelError:
             raise SAMLError("malformed", "The SAML message could not be decoded.", 400) from None
         except Exception as exc:  # pysaml2 raises many bare exception types
@@ -960,14 +953,7 @@ class ServiceProvider:
                     document, self._signing_certs, node_name, target.get("ID"), schema=schema
                 )
         except SignatureError as exc:
-            text = str(exc)
-            if "signature refused:" in text and "not allowed" in text:  # crypto.py allow-lists
-                raise SAMLError(
-                    "disallowed_algorithm", "The SAML response uses an algorithm not allowed."
-                ) from None
-            raise SAMLError(
-                "invalid_signature", "The SAML response signature is not valid."
-            ) from None
+            raise _signature_refusal(exc) from None
 
     def _native_decrypt(
         self, backend: XmlSecBackend, xml: bytes
@@ -1062,6 +1048,14 @@ def _native_response_schema(root: etree._Element) -> None:
                 "invalid_signature", "The SAML response signature is not valid."
             ) from None
     raise SAMLError("invalid_response", "The SAML response is not valid.")
+
+
+def _signature_refusal(exc: Exception) -> SAMLError:
+    """A failed signature check: refused by crypto.py's allow-lists, or simply not valid."""
+    text = str(exc)
+    if "signature refused:" in text and "not allowed" in text:
+        return SAMLError("disallowed_algorithm", "The SAML response uses an algorithm not allowed.")
+    return SAMLError("invalid_signature", "The SAML response signature is not valid.")
 
 
 def _check_decrypted_tree(root: etree._Element, *, reject_sha1: bool) -> None:
