@@ -62,7 +62,6 @@ from .assertions import (
     Facts,
     check_facts,
     check_issue_instant,
-    check_signed,
     facts_from_tree,
 )
 from .assertions import VerifiedLogin as VerifiedLogin
@@ -858,15 +857,6 @@ class ServiceProvider:
             envelope.in_response_to,
             now,
         )
-
-    def _check_signed(self, response: Any, assertion: Any) -> None:
-        """The signatures the settings require are there (pysaml2 verified those present).
-
-        pysaml2 decides this itself in a loop of retries; this is the plain rule
-        (`assertions.check_signed`), checked again on what it returned. (The
-        settings demand at least one of the two, so an unsigned message never passes.)
-        """
-        check_signed(self._expect, response.signature is not None, assertion.signature is not None)
 
     # -- the native path (in-process backend) ----------------------------------------
 
