@@ -9,7 +9,7 @@ protected path without a session is closed with 1008 (policy violation).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.authentication import AuthCredentials
@@ -86,8 +86,8 @@ def _request(scope: Scope, receive: Receive) -> HttpRequest:
         method=scope.get("method", "GET"),
         path=_path(scope),
         query_string=scope.get("query_string", b"").decode("latin-1"),
-        headers=_Headers(raw_headers),
-        cookies=_Cookies(raw_headers),
+        headers=_header_dict(raw_headers),
+        cookies=_cookies(raw_headers),
         read_body=_BodyReader(receive).read,
         root_path=root_path,
         scheme=_HTTP_SCHEMES.get(scheme, scheme),
@@ -106,70 +106,6 @@ def _header_dict(raw_headers: Any) -> dict[str, str]:
         joiner = "; " if name == "cookie" else ", "
         headers[name] = f"{headers[name]}{joiner}{value}" if name in headers else value
     return headers
-
-
-class _Lazy(Mapping[str, str]):
-    """A read-only mapping built from the scope on first use (most requests never
-    look: a signed-in user's request only reads its session cookie)."""
-
-    __slots__ = ("_raw", "_built")
-
-    def __init__(self, raw_headers: Any) -> None:
-        self._raw = raw_headers
-        self._built: dict[str, str] | None = None
-
-    def _build(self) -> dict[str, str]:
-        raise NotImplementedError
-
-    def _dict(self) -> dict[str, str]:
-        built = self._built
-        if built is None:
-            built = self._built = self._build()
-        return built
-
-    def get(self, key: str, default: Any = None) -> Any:
-        built = self._built
-        if built is None:
-            built = self._built = self._build()
-        return built.get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        return self._dict()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._dict()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._dict())
-
-    def __len__(self) -> int:
-        return len(self._dict())
-
-    def __repr__(self) -> str:
-        return repr(self._dict())
-
-
-class _Headers(_Lazy):
-    """The request headers as `_header_dict` makes them."""
-
-    __slots__ = ()
-
-    def _build(self) -> dict[str, str]:
-        return _header_dict(self._raw)
-
-
-class _Cookies(_Lazy):
-    """The request cookies (Starlette's parser), from the Cookie headers only.
-
-    A browser sends the same Cookie header on every request: parsed ones are
-    kept (a bounded cache, emptied when full; the dicts are never exposed
-    for writing), so a signed-in user's request does not parse it again.
-    """
-
-    __slots__ = ()
-
-    def _build(self) -> dict[str, str]:
-        return _cookies(self._raw)
 
 
 def _cookies(raw_headers: Any) -> dict[str, str]:
