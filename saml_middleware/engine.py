@@ -328,6 +328,8 @@ class Engine:
 
     async def websocket_user(self, request: HttpRequest) -> SAMLUser | None:
         """The user for a websocket handshake, or None when it must be refused."""
+        if self._route(request.path) is not None:  # our own paths are not the app's
+            return ANONYMOUS
         reply = await self.handle(replace(request, method="GET"))
         return reply.user if isinstance(reply, PassThrough) else None
 
