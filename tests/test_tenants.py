@@ -678,3 +678,15 @@ async def test_organizations_on_their_own_hosts(devidp: DevIdP) -> None:
         "POST", "/saml/logout/", headers={"origin": "https://acme.app.example.test.evil.test"}
     )
     assert isinstance(evil, Response) and evil.status == 403
+
+
+async def test_websockets_follow_the_organizations_rules(engine: Engine, devidp: DevIdP) -> None:
+    browser = OrgBrowser(engine)
+    assert await engine.websocket_user(request("GET", "/organizations/acme/ws")) is None
+    assert (await browser.login("acme", devidp)).status == 303
+    mine = await engine.websocket_user(
+        request("GET", "/organizations/acme/ws", cookies=browser.cookies)
+    )
+    assert mine is not None and mine.tenant == "acme"
+    other = request("GET", "/organizations/globex/ws", cookies=browser.cookies)
+    assert await engine.websocket_user(other) is None
