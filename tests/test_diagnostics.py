@@ -1,4 +1,4 @@
-"""The Test SSO diagnostics page (saml_middleware/diagnostics.py), read as an admin would.
+"""The Test SSO diagnostics page (saml_middleware/diagnostics/), read as an admin would.
 
 Each test mints a real Response with a development IdP whose key it holds,
 runs the ACS pipeline the engine runs (inspect_response, verify_response,
@@ -554,7 +554,7 @@ def test_unreadable_answer(sp: Sp) -> None:
 
 def test_every_refusal_code_maps_to_a_check() -> None:
     """A code added to the pipeline later must be given its row here."""
-    package = Path(diagnostics.__file__).parent
+    package = Path(diagnostics.__file__).parent.parent  # the whole saml_middleware package
     codes = set(UNVERIFIABLE) | {"access_denied"}
     for path in package.rglob("*.py"):
         codes |= set(re.findall(r'SAMLError\(\s*"([a-z_]+)"', path.read_text()))

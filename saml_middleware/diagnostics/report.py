@@ -1,27 +1,5 @@
-"""The "Test SSO" diagnostics page: every check of one IdP answer, and what to fix.
-
-An admin presses Test SSO, signs in at the IdP, and the IdP's Response comes
-back to the ACS. The engine runs its ordinary pipeline on it but, instead of
-starting a session, hands the outcome here:
-
-- `observe_response` reads what the (unverified) Response *says*, with the
-  hardened parser, so that every comparison an admin can fix (Reply URL,
-  Identifier, issuer, clocks, signing options) is shown at once, not only the
-  first one the pipeline tripped on;
-- `build_report` turns that, the expectations (`Expected`), the pipeline's first
-  refusal and the mapped user into one row per check;
-- `render_report` makes the HTML page.
-
-Two rules shape the page. It is no oracle: every refusal in
-`protocol.UNVERIFIABLE` (signature, key, algorithm, decryption) reads the same,
-whatever the real code was; what the page says about signing comes from the
-message itself (which the sender knows) or from the configuration (public in
-the IdP metadata). And it shows nothing secret: no XML dump, no settings
-secrets; the attributes received are the tester's own and are shown (escaped,
-truncated) only when the answer verified.
-
-No framework and no pysaml2 here: lxml (through `protocol.parse_xml`) and the
-`cryptography` package for certificate names and thumbprints.
+"""The Test SSO report: one row per check, with the expected and received values,
+and what to fix. No oracle: every cryptographic refusal reads the same.
 """
 
 from __future__ import annotations
@@ -33,29 +11,27 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from html import escape
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from lxml import etree
 
-from .errors import SAMLError
-from .identity import SAMLUser
-from .protocol import (
+from ..errors import SAMLError
+from ..identity import SAMLUser
+from ..protocol import (
     DIGEST_METHODS,
     DIGEST_METHODS_SHA1,
     MAX_RESPONSE_AGE_SECONDS,
-    NS,
     SIGNATURE_METHODS,
     SIGNATURE_METHODS_SHA1,
     UNVERIFIABLE,
-    parse_xml,
     saml_instant,
 )
+from .observe import Observed, SignatureSeen
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .metadata import IdPInfo
+    from ..config import Settings
+    from ..metadata import IdPInfo
+
 
 log = logging.getLogger("saml_middleware.diagnostics")
 
@@ -72,9 +48,6 @@ PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"
 
 _BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 _ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
-_STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
-_RESPONSE = f"{{{NS['samlp']}}}Response"
-_ASSERTION = f"{{{NS['saml']}}}Assertion"
 
 # Check name -> the title shown in the first column, in page order.
 CHECK_TITLES: Mapping[str, str] = {
@@ -151,7 +124,7 @@ _AFTER_VERIFICATION = frozenset(
 )
 
 _MAX_TEXT = 200
-_MAX_VALUES = 50
+MAX_VALUES = 50
 _MAX_ATTRIBUTES = 100
 
 _ALGORITHM_NAMES = {
@@ -224,175 +197,6 @@ def expected_from(
         name_id_format=settings.sp.name_id_format,
         roles_case_insensitive=settings.roles.case_insensitive,
     )
-
-
-# -- what the Response says -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignatureSeen:
-    """One ds:Signature: on which element, with which algorithms, naming which certificate."""
-
-    element: str  # "Response" | "Assertion"
-    algorithm: str | None
-    digest: str | None
-    certificate: str | None  # Base64 DER from KeyInfo; only ever compared, never trusted
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """One SubjectConfirmation (method and its data)."""
-
-    method: str | None
-    recipient: str | None
-    not_on_or_after: str | None
-    in_response_to: str | None
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What an unverified Response says; strings as sent (never trusted, only compared)."""
-
-    is_response: bool
-    destination: str | None = None
-    issuer: str | None = None
-    issuer_format: str | None = None
-    in_response_to: str | None = None
-    issue_instant: str | None = None
-    status_codes: tuple[str, ...] = ()  # top-level first, then nested ones
-    status_message: str | None = None
-    assertion_count: int = 0
-    encrypted: bool = False
-    assertion_issuer: str | None = None
-    assertion_issuer_format: str | None = None
-    assertion_issue_instant: str | None = None
-    audiences: tuple[tuple[str, ...], ...] = ()  # one tuple per AudienceRestriction
-    has_conditions: bool = False
-    not_before: str | None = None
-    not_on_or_after: str | None = None
-    confirmations: tuple[Confirmation, ...] = ()
-    name_id_present: bool = False
-    name_id_format: str | None = None
-    response_signed: bool = False
-    assertion_signed: bool = False
-    signatures: tuple[SignatureSeen, ...] = ()
-
-    @property
-    def success(self) -> bool:
-        return self.status_codes == (_STATUS_SUCCESS,)
-
-    @property
-    def assertion_readable(self) -> bool:
-        """One plain assertion whose content can be compared (not encrypted, not missing)."""
-        return self.assertion_count >= 1 and not self.encrypted
-
-
-def _text(node: etree._Element | None) -> str | None:
-    """All the text of an element (not `.text`, which stops at a comment)."""
-    return None if node is None else str(node.xpath("string()")).strip()
-
-
-def _signature(node: etree._Element, element: str) -> SignatureSeen:
-    algorithm = node.xpath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=NS)
-    digest = node.xpath("ds:SignedInfo/ds:Reference/ds:DigestMethod/@Algorithm", namespaces=NS)
-    certs = node.xpath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=NS)
-    cert = "".join((_text(certs[0]) or "").split()) if certs else None
-    return SignatureSeen(
-        element,
-        str(algorithm[0]) if algorithm else None,
-        str(digest[0]) if digest else None,
-        cert or None,
-    )
-
-
-def observe_response(xml: bytes) -> Observed | None:
-    """Read what the Response says, with the hardened parser; None if it does not parse.
-
-    Never raises: the report is built for broken answers too. Only the first
-    assertion that is a child of the Response is read (the pipeline refuses
-    any other layout; the count is kept).
-    """
-    try:
-        return _observe(parse_xml(xml))
-    except Exception:  # noqa: BLE001 - a diagnostics page never fails on bad input
-        return None
-
-
-def _observe(root: etree._Element) -> Observed:
-    if root.tag != _RESPONSE:
-        return Observed(is_response=False)
-    issuer = root.find("saml:Issuer", NS)
-    status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
-    codes = (
-        tuple(str(n.get("Value") or "") for n in status[0].iter(f"{{{NS['samlp']}}}StatusCode"))
-        if status
-        else ()
-    )
-    message = root.find("samlp:Status/samlp:StatusMessage", NS)
-    assertions = root.xpath("saml:Assertion | saml:EncryptedAssertion", namespaces=NS)
-    signatures = [_signature(s, "Response") for s in root.xpath("ds:Signature", namespaces=NS)]
-    fields: dict[str, object] = {}
-    if assertions and assertions[0].tag == _ASSERTION:
-        fields = _observe_assertion(assertions[0])
-        signatures += [
-            _signature(s, "Assertion") for s in assertions[0].xpath("ds:Signature", namespaces=NS)
-        ]
-    return Observed(
-        is_response=True,
-        destination=root.get("Destination"),
-        issuer=_text(issuer),
-        issuer_format=issuer.get("Format") if issuer is not None else None,
-        in_response_to=root.get("InResponseTo"),
-        issue_instant=root.get("IssueInstant"),
-        status_codes=codes,
-        status_message=_text(message),
-        assertion_count=len(assertions),
-        encrypted=bool(assertions) and assertions[0].tag != _ASSERTION,
-        response_signed=any(s.element == "Response" for s in signatures),
-        assertion_signed=any(s.element == "Assertion" for s in signatures),
-        signatures=tuple(signatures),
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-def _observe_assertion(assertion: etree._Element) -> dict[str, object]:
-    issuer = assertion.find("saml:Issuer", NS)
-    conditions = assertion.find("saml:Conditions", NS)
-    name_id = assertion.find("saml:Subject/saml:NameID", NS)
-    encrypted_id = assertion.find("saml:Subject/saml:EncryptedID", NS)
-    confirmations = []
-    for node in assertion.xpath("saml:Subject/saml:SubjectConfirmation", namespaces=NS):
-        data = node.find("saml:SubjectConfirmationData", NS)
-        get = data.get if data is not None else (lambda _name: None)
-        confirmations.append(
-            Confirmation(
-                node.get("Method"), get("Recipient"), get("NotOnOrAfter"), get("InResponseTo")
-            )
-        )
-    audiences: tuple[tuple[str, ...], ...] = ()
-    if conditions is not None:
-        audiences = tuple(
-            tuple(_text(a) or "" for a in r.xpath("saml:Audience", namespaces=NS))
-            for r in conditions.xpath("saml:AudienceRestriction", namespaces=NS)
-        )
-    return {
-        "assertion_issuer": _text(issuer),
-        "assertion_issuer_format": issuer.get("Format") if issuer is not None else None,
-        "assertion_issue_instant": assertion.get("IssueInstant"),
-        "audiences": audiences,
-        "has_conditions": conditions is not None,
-        "not_before": conditions.get("NotBefore") if conditions is not None else None,
-        "not_on_or_after": conditions.get("NotOnOrAfter") if conditions is not None else None,
-        "confirmations": tuple(confirmations),
-        "name_id_present": bool(
-            (name_id is not None and _text(name_id)) or encrypted_id is not None
-        ),
-        "name_id_format": (
-            name_id.get("Format")
-            if name_id is not None
-            else ("encrypted" if encrypted_id is not None else None)
-        ),
-    }
 
 
 # -- the report ------------------------------------------------------------------------
@@ -560,7 +364,7 @@ class _Context:
         assert self.error is not None
         if self.error.code in UNVERIFIABLE:
             return UNVERIFIABLE_TEXT
-        return _short(self.error.reason, 300)
+        return shorten(self.error.reason, 300)
 
     def refused_here(self, name: str, lines: list[str]) -> Check | None:
         """The failing row, when the pipeline refused at check `name`."""
@@ -612,7 +416,7 @@ class _Context:
         status = ", ".join(_status_name(code) for code in obs.status_codes) or "none"
         lines.append(f"Status: {status}.")
         if obs.status_message:
-            lines.append(f"IdP message: {_short(obs.status_message, 300)}")
+            lines.append(f"IdP message: {shorten(obs.status_message, 300)}")
         if obs.assertion_count:
             kind = "an encrypted assertion" if obs.encrypted else "an assertion"
             lines.append(
@@ -635,16 +439,16 @@ class _Context:
     def issuer(self) -> Check:
         obs = self.observed
         want = self.expected.idp_entity_id
-        lines = [f"Expected: {_short(want)}"]
+        lines = [f"Expected: {shorten(want)}"]
         if obs is None or not obs.is_response:
             return self.refused_here("issuer", lines) or self.not_reached("issuer")
         wrong = []
         if obs.issuer is not None:
-            lines.append(f"Response issuer: {_short(obs.issuer)}")
+            lines.append(f"Response issuer: {shorten(obs.issuer)}")
             if obs.issuer != want or obs.issuer_format not in (None, _ENTITY_FORMAT):
                 wrong.append("response")
         if obs.assertion_readable:
-            lines.append(f"Assertion issuer: {_short(obs.assertion_issuer or '(none)')}")
+            lines.append(f"Assertion issuer: {shorten(obs.assertion_issuer or '(none)')}")
             if obs.assertion_issuer != want or obs.assertion_issuer_format not in (
                 None,
                 _ENTITY_FORMAT,
@@ -666,12 +470,12 @@ class _Context:
         want = self.expected.request_id
         lines: list[str] = []
         if want:
-            lines.append(f"This test's request: {_short(want)}")
+            lines.append(f"This test's request: {shorten(want)}")
         if obs is None or not obs.is_response:
             return self.refused_here("in_response_to", lines) or self.not_reached("in_response_to")
         got = obs.in_response_to
         lines.append(
-            f"Response InResponseTo: {_short(got)}"
+            f"Response InResponseTo: {shorten(got)}"
             if got
             else "Response InResponseTo: none (sign-in started at the IdP)."
         )
@@ -823,10 +627,10 @@ class _Context:
     def destination(self) -> Check:
         obs = self.observed
         want = self.expected.acs_url
-        lines = [f"Expected: {_short(want)}"]
+        lines = [f"Expected: {shorten(want)}"]
         if obs is None or not obs.is_response:
             return self.refused_here("destination", lines) or self.not_reached("destination")
-        lines.append(f"Received: {_short(obs.destination) if obs.destination else '(none)'}")
+        lines.append(f"Received: {shorten(obs.destination) if obs.destination else '(none)'}")
         refused = self.refused_here("destination", lines)
         if refused:
             return refused
@@ -836,7 +640,7 @@ class _Context:
 
     def recipient(self) -> Check:
         want = self.expected.acs_url
-        lines = [f"Expected: {_short(want)}"]
+        lines = [f"Expected: {shorten(want)}"]
         blocked = self.unreadable("recipient")
         if blocked is not None:
             return self.refused_here("recipient", lines) or blocked
@@ -845,11 +649,11 @@ class _Context:
         bearer = [c for c in obs.confirmations if c.method == _BEARER]
         others = [c for c in obs.confirmations if c.method != _BEARER]
         for conf in bearer:
-            lines.append(f"Received: {_short(conf.recipient) if conf.recipient else '(none)'}")
+            lines.append(f"Received: {shorten(conf.recipient) if conf.recipient else '(none)'}")
         if not bearer:
             lines.append("Received: no bearer SubjectConfirmation.")
         for conf in others:
-            lines.append(f"Ignored confirmation method: {_short(conf.method or '(none)')}")
+            lines.append(f"Ignored confirmation method: {shorten(conf.method or '(none)')}")
         refused = self.refused_here("recipient", lines)
         if refused:
             return refused
@@ -859,14 +663,14 @@ class _Context:
 
     def audience(self) -> Check:
         want = self.expected.sp_entity_id
-        lines = [f"Expected: {_short(want)}"]
+        lines = [f"Expected: {shorten(want)}"]
         blocked = self.unreadable("audience")
         if blocked is not None:
             return self.refused_here("audience", lines) or blocked
         obs = self.observed
         assert obs is not None
         for restriction in obs.audiences:
-            lines.append("Received: " + (", ".join(_short(a) for a in restriction) or "(none)"))
+            lines.append("Received: " + (", ".join(shorten(a) for a in restriction) or "(none)"))
         if not obs.audiences:
             lines.append("Received: no audience restriction.")
         refused = self.refused_here("audience", lines)
@@ -880,7 +684,7 @@ class _Context:
         exp = self.expected
         obs = self.observed
         skew = exp.clock_skew_seconds
-        lines = [f"Server time: {_when(self.now)}; allowed clock skew: {skew} s."]
+        lines = [f"Server time: {when_text(self.now)}; allowed clock skew: {skew} s."]
         if obs is None or not obs.is_response:
             return self.refused_here("time", lines) or self.not_reached("time")
         problems: list[str] = []
@@ -889,10 +693,10 @@ class _Context:
             try:
                 stamp = saml_instant(value)
             except SAMLError:
-                problems.append(f"{label} is not a valid time ({_short(value or '', 40)}).")
+                problems.append(f"{label} is not a valid time ({shorten(value or '', 40)}).")
                 return None
             if stamp is not None:
-                lines.append(f"{label}: {_when(stamp)} ({_delta(stamp - self.now)}).")
+                lines.append(f"{label}: {when_text(stamp)} ({_delta(stamp - self.now)}).")
             return stamp
 
         issued = instant("Response IssueInstant", obs.issue_instant)
@@ -950,13 +754,13 @@ class _Context:
     def name_id(self) -> Check:
         lines: list[str] = []
         if self.expected.name_id_format:
-            lines.append(f"This site asks for: {_short(self.expected.name_id_format)}")
+            lines.append(f"This site asks for: {shorten(self.expected.name_id_format)}")
         blocked = self.unreadable("name_id")
         if blocked is not None:
             return self.refused_here("name_id", lines) or blocked
         obs = self.observed
         assert obs is not None
-        lines.append(f"Received format: {_short(obs.name_id_format or '(unspecified)')}")
+        lines.append(f"Received format: {shorten(obs.name_id_format or '(unspecified)')}")
         if self.user is not None:
             lines.append("The NameID value is shown under “The user who would sign in” below.")
         refused = self.refused_here("name_id", lines)
@@ -984,13 +788,13 @@ class _Context:
             dict.fromkeys(v for c in claims for v in user.attributes.get(c, ()))
         )
         mapped, unmapped = [], []
-        for value in values[:_MAX_VALUES]:
+        for value in values[:MAX_VALUES]:
             key = value.casefold() if exp.roles_case_insensitive else value
             roles = exp.role_map.get(key)
             if roles:
-                mapped.append(f"{_short(value, 80)} → {', '.join(_short(r, 80) for r in roles)}")
+                mapped.append(f"{shorten(value, 80)} → {', '.join(shorten(r, 80) for r in roles)}")
             else:
-                unmapped.append(_short(value, 80))
+                unmapped.append(shorten(value, 80))
         lines.append(
             "Present in the answer: " + (", ".join(present) if present else "no role claim")
         )
@@ -1075,7 +879,7 @@ def _describe_der_info(der: bytes, now: float) -> _CertInfo:
     thumbprint = hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
     try:
         cert = x509.load_der_x509_certificate(der)
-        subject = _short(cert.subject.rfc4514_string() or "(no subject)", 120)
+        subject = shorten(cert.subject.rfc4514_string() or "(no subject)", 120)
         not_after: datetime | None = cert.not_valid_after_utc
     except ValueError:
         subject, not_after = "(unreadable certificate)", None
@@ -1095,7 +899,7 @@ def _pad(values: Sequence[datetime], length: int) -> list[datetime | None]:
 # -- words -----------------------------------------------------------------------------
 
 
-def _short(text: str | None, limit: int = _MAX_TEXT) -> str:
+def shorten(text: str | None, limit: int = _MAX_TEXT) -> str:
     """At most `limit` characters, control characters shown as spaces."""
     if text is None:
         return ""
@@ -1104,7 +908,7 @@ def _short(text: str | None, limit: int = _MAX_TEXT) -> str:
 
 
 def _status_name(code: str) -> str:
-    return _short(code.rsplit(":", 1)[-1] or code or "(empty)", 80)
+    return shorten(code.rsplit(":", 1)[-1] or code or "(empty)", 80)
 
 
 def _algorithms(seen: SignatureSeen) -> str:
@@ -1114,7 +918,7 @@ def _algorithms(seen: SignatureSeen) -> str:
 def _algorithm_name(uri: str | None) -> str:
     if not uri:
         return "none"
-    return _ALGORITHM_NAMES.get(uri, _short(uri, 100))
+    return _ALGORITHM_NAMES.get(uri, shorten(uri, 100))
 
 
 def _signed_words(obs: Observed, element: str) -> str:
@@ -1122,7 +926,7 @@ def _signed_words(obs: Observed, element: str) -> str:
     return "yes (" + "; ".join(_algorithms(s) for s in seen) + ")"
 
 
-def _when(epoch: float) -> str:
+def when_text(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -1147,7 +951,7 @@ def _verdict(ctx: _Context, checks: list[Check], result: str) -> str:
     warnings = [c for c in checks if c.result == WARN]
     if result == PASS:
         user = ctx.user
-        who = f" for {_short(user.display_name or user.name_id, 80)}" if user else ""
+        who = f" for {shorten(user.display_name or user.name_id, 80)}" if user else ""
         roles = (
             f", with the role{'s' if len(user.roles) != 1 else ''} {', '.join(user.roles)}"
             if user is not None and user.roles
@@ -1176,7 +980,7 @@ def _fixes(ctx: _Context, checks: list[Check]) -> list[Fix]:
 
     obs = ctx.observed
     if results.get("response") == FAIL and obs is not None and obs.is_response and not obs.success:
-        message = f" It said: “{_short(obs.status_message, 300)}”." if obs.status_message else ""
+        message = f" It said: “{shorten(obs.status_message, 300)}”." if obs.status_message else ""
         add(
             "idp_status",
             "The IdP refused the sign-in." + message + " With Microsoft Entra ID, the AADSTS code "
@@ -1187,8 +991,8 @@ def _fixes(ctx: _Context, checks: list[Check]) -> list[Fix]:
         received = (obs.issuer or obs.assertion_issuer) if obs is not None else None
         add(
             "issuer",
-            f"The answer comes from “{_short(received or '(unknown)')}”, but this site expects "
-            f"“{_short(exp.idp_entity_id)}”: the IdP metadata configured here probably belongs to "
+            f"The answer comes from “{shorten(received or '(unknown)')}”, but this site expects "
+            f"“{shorten(exp.idp_entity_id)}”: the IdP metadata configured here probably belongs to "
             "another application or tenant. Use this application's App Federation Metadata Url "
             "(or its Microsoft Entra Identifier and certificate).",
         )
@@ -1306,125 +1110,4 @@ def _clock_hint(offset: float | None, skew: int) -> str:
         f"This server's clock is about {_seconds(offset)} ahead of the IdP's clock (allowed "
         f"difference: {skew} s), or the answer was held back that long (an old browser tab "
         "or a replayed form): synchronise this server's clock (NTP)." + again
-    )
-
-
-# -- the page --------------------------------------------------------------------------
-
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;"
-    "color:#222}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}"
-    "code{background:#f3f3f3;padding:0 .2rem;word-break:break-all}"
-    "table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:.4rem;"
-    "text-align:left;vertical-align:top}td{overflow-wrap:anywhere}"
-    "tr[data-result=pass] .result{color:#16794a}tr[data-result=fail] .result{color:#b3261e;"
-    "font-weight:bold}tr[data-result=warn] .result{color:#9a6700;font-weight:bold}"
-    "tr[data-result=skip] .result{color:#777}"
-    "#summary{padding:.6rem 1rem;border-radius:.4rem}"
-    "#summary[data-result=pass]{background:#e7f5ec}#summary[data-result=fail]{background:#fbe9e7}"
-    "dt{font-weight:bold}dd{margin:0 0 .4rem 1rem;overflow-wrap:anywhere}"
-)
-
-_RESULT_WORDS = {PASS: "pass", FAIL: "FAIL", SKIP: "skipped", WARN: "warning"}
-
-
-def render_report(report: TestReport) -> bytes:
-    """The complete diagnostics page (UTF-8 HTML); every interpolated value is escaped."""
-    exp = report.expected
-    title = "Test SSO: passed" if report.result == PASS else "Test SSO: failed"
-    parts = [f"<h1>{escape(title)}</h1>", _summary(report)]
-    rows = "".join(
-        f"<tr data-check='{escape(c.name)}' data-result='{escape(c.result)}'>"
-        f"<td>{escape(c.title)}</td><td class=result>{escape(_RESULT_WORDS[c.result])}</td>"
-        f"<td>{'<br>'.join(escape(line) for line in c.detail)}</td></tr>"
-        for c in report.checks
-    )
-    parts.append(
-        "<section id=checks-section><h2>Checks</h2><table id=checks>"
-        "<thead><tr><th>Check</th><th>Result</th><th>Detail</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></section>"
-    )
-    fixes = "".join(f"<li data-fix='{escape(f.key)}'>{escape(f.text)}</li>" for f in report.fixes)
-    parts.append(
-        "<section id=fixes><h2>What to fix</h2>"
-        + (f"<ul>{fixes}</ul>" if fixes else "<p>Nothing to fix.</p>")
-        + "</section>"
-    )
-    if report.user is not None:
-        parts.append(_user_section(report.user))
-        parts.append(_attributes_section(report.attributes))
-    parts.append(
-        "<section id=settings><h2>This site's SAML settings (to paste in the IdP)</h2><dl>"
-        f"<dt>Identifier (Entity ID)</dt><dd><code>{escape(exp.sp_entity_id)}</code></dd>"
-        f"<dt>Reply URL (Assertion Consumer Service URL)</dt>"
-        f"<dd><code>{escape(exp.acs_url)}</code></dd>"
-        f"<dt>Expected IdP (issuer)</dt><dd><code>{escape(exp.idp_entity_id)}</code></dd>"
-        "</dl></section>"
-    )
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width'><meta name=robots content=noindex>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body>{''.join(parts)}</body></html>"
-    ).encode()
-
-
-def _summary(report: TestReport) -> str:
-    exp = report.expected
-    lines = [f"<p id=verdict><strong>{escape(report.verdict)}</strong></p>"]
-    if exp.tenant:
-        name = f"{exp.tenant_name} ({exp.tenant})" if exp.tenant_name else exp.tenant
-        lines.append(f"<p>Organization tested: <strong>{escape(_short(name))}</strong></p>")
-    lines.append(
-        "<p id=no-session>This was a test: no session was created and nobody was signed in.</p>"
-    )
-    lines.append(f"<p>Tested at {escape(_when(report.now))}.</p>")
-    return f"<section id=summary data-result='{escape(report.result)}'>{''.join(lines)}</section>"
-
-
-def _user_section(user: SAMLUser) -> str:
-    fields = [
-        ("NameID", user.name_id),
-        ("NameID format", user.name_id_format),
-        ("User ID", user.user_id),
-        ("Email", user.email),
-        ("First name", user.first_name),
-        ("Last name", user.last_name),
-        ("Display name", user.display_name),
-    ]
-    items = "".join(
-        f"<dt>{escape(label)}</dt><dd data-field='{escape(label)}'>"
-        f"{escape(_short(value)) if value else '<em>(none)</em>'}</dd>"
-        for label, value in fields
-    )
-    roles = "".join(f"<li>{escape(_short(role, 100))}</li>" for role in user.roles)
-    overage = (
-        "<p id=groups-overage>Group overage: the IdP did not send this user's groups "
-        "(too many groups).</p>"
-        if user.groups_overage
-        else ""
-    )
-    return (
-        "<section id=user><h2>The user who would sign in</h2>"
-        f"<dl>{items}</dl><h3>App roles</h3><ul id=roles>{roles}</ul>"
-        + ("" if user.roles else "<p>No app role.</p>")
-        + overage
-        + "</section>"
-    )
-
-
-def _attributes_section(attributes: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
-    rows = []
-    for name, values in attributes:
-        shown = [escape(_short(v)) for v in values[:_MAX_VALUES]]
-        if len(values) > _MAX_VALUES:
-            shown.append(escape(f"… and {len(values) - _MAX_VALUES} more"))
-        rows.append(
-            f"<tr data-claim='{escape(_short(name, 300))}'><td>{escape(_short(name, 300))}</td>"
-            f"<td>{'<br>'.join(shown)}</td></tr>"
-        )
-    return (
-        "<section id=attributes-section><h2>Attributes received</h2><table id=attributes>"
-        "<thead><tr><th>Claim</th><th>Values</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
