@@ -21,6 +21,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -90,10 +91,78 @@ def _serve_wsgi(app: Any, sock: socket.socket) -> None:
         server.server_close()
 
 
-def _serve_asgi(app: Any, sock: socket.socket) -> None:
+def serve_asgi(app: Any, sock: socket.socket) -> None:
     import uvicorn
 
     uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="auto")).run(sockets=[sock])
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every example shares: a loopback host, the app's and the IdP's ports."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", type=loopback_host, default="127.0.0.1", help="loopback address")
+    parser.add_argument("--port", type=_port, default=8000, help="the app's port (0: any)")
+    parser.add_argument("--idp-port", type=_port, default=9000, help="the IdP's port (0: any)")
+    return parser
+
+
+@dataclass
+class Listening:
+    """The app's and the IdP's sockets, bound, and their public origins."""
+
+    host: str
+    app_sock: socket.socket
+    idp_sock: socket.socket
+
+    @property
+    def base_url(self) -> str:
+        return _origin(self.host, self.app_sock.getsockname()[1])
+
+    @property
+    def idp_url(self) -> str:
+        return _origin(self.host, self.idp_sock.getsockname()[1])
+
+    def close(self) -> None:
+        self.app_sock.close()
+        self.idp_sock.close()
+
+
+def listen(prog: str, args: argparse.Namespace) -> Listening | None:
+    """Bind both ports before anything starts; None (the reason printed) when one is taken."""
+    warnings.filterwarnings("ignore", message="CFB has been moved")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    sockets: list[socket.socket] = []
+    try:
+        for port in (args.port, args.idp_port):
+            sockets.append(_listen(args.host, port))
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        print(f"{prog}: error: cannot listen on {args.host}: {exc.strerror}", file=sys.stderr)
+        return None
+    return Listening(args.host, *sockets)
+
+
+def serve_with_idp(
+    idp: DevIdP, app: Any, bound: Listening, serve: Callable[[Any, socket.socket], None]
+) -> int:
+    """Run the development IdP in a thread and `serve` the app until interrupted."""
+    import uvicorn
+
+    idp_server = uvicorn.Server(
+        uvicorn.Config(create_app(idp), log_level="warning", lifespan="off")
+    )
+    idp_thread = threading.Thread(
+        target=idp_server.run, kwargs={"sockets": [bound.idp_sock]}, name="dev-idp", daemon=True
+    )
+    idp_thread.start()
+    try:
+        serve(app, bound.app_sock)
+    finally:
+        idp_server.should_exit = True
+        idp_thread.join(timeout=STOP_SECONDS)
+        bound.close()
+    return 0
 
 
 def run(
@@ -105,50 +174,19 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Serve `build(settings)` and the development IdP until interrupted; the exit status."""
-    import uvicorn
-
     prog = f"python -m examples.{name}"
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=f"Serve examples/{name} with the development IdP (NOT FOR PRODUCTION).",
-    )
-    parser.add_argument("--host", type=loopback_host, default="127.0.0.1", help="loopback address")
-    parser.add_argument("--port", type=_port, default=8000, help="the app's port (0: any)")
-    parser.add_argument("--idp-port", type=_port, default=9000, help="the IdP's port (0: any)")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message="CFB has been moved")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-
-    sockets: list[socket.socket] = []
-    try:
-        for port in (args.port, args.idp_port):
-            sockets.append(_listen(args.host, port))
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        print(f"{prog}: error: cannot listen on {args.host}: {exc.strerror}", file=sys.stderr)
+    args = parser(
+        prog, f"Serve examples/{name} with the development IdP (NOT FOR PRODUCTION)."
+    ).parse_args(argv)
+    bound = listen(prog, args)
+    if bound is None:
         return 1
-    app_sock, idp_sock = sockets
-    base_url = _origin(args.host, app_sock.getsockname()[1])
-    idp_url = _origin(args.host, idp_sock.getsockname()[1])
-
-    idp = DevIdP(idp_url)
-    app, engine = build(demo_settings(base_url, idp.metadata_xml(), protect))
+    idp = DevIdP(bound.idp_url)
+    app, engine = build(demo_settings(bound.base_url, idp.metadata_xml(), protect))
     idp.add_service_provider_source(engine.sp_metadata_xml)
-    idp_server = uvicorn.Server(
-        uvicorn.Config(create_app(idp), log_level="warning", lifespan="off")
+    print(f"{name}: open {bound.base_url}/profile and sign in as B.Simon", flush=True)
+    print(
+        f"  (A.Jones is a member without Admin; IdP-initiated sign-in: {bound.idp_url}/)",
+        flush=True,
     )
-    idp_thread = threading.Thread(
-        target=idp_server.run, kwargs={"sockets": [idp_sock]}, name="dev-idp", daemon=True
-    )
-    idp_thread.start()
-    print(f"{name}: open {base_url}/profile and sign in as B.Simon", flush=True)
-    print(f"  (A.Jones is a member without Admin; IdP-initiated sign-in: {idp_url}/)", flush=True)
-    try:
-        (_serve_asgi if interface == "asgi" else _serve_wsgi)(app, app_sock)
-    finally:
-        idp_server.should_exit = True
-        idp_thread.join(timeout=STOP_SECONDS)
-        for sock in sockets:
-            sock.close()
-    return 0
+    return serve_with_idp(idp, app, bound, serve_asgi if interface == "asgi" else _serve_wsgi)

@@ -1031,83 +1031,45 @@ def default_db_path() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve the example and the development IdP until interrupted (NOT FOR PRODUCTION)."""
-    import argparse
-    import logging
     import sys
-    import threading
-    import warnings
 
-    import uvicorn
-
-    from examples.devserver import STOP_SECONDS, _listen, _origin, _port, _serve_asgi
-    from saml_middleware.cli import loopback_host
+    from examples.devserver import listen, parser, serve_asgi, serve_with_idp
     from saml_middleware.devidp import DevIdP
-    from saml_middleware.devidp import create_app as create_idp_app
 
     prog = "python -m examples.multi_tenant"
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Organizations with per-organization SSO, an admin page and the "
+    options = parser(
+        prog,
+        "Organizations with per-organization SSO, an admin page and the "
         "development IdP (NOT FOR PRODUCTION).",
     )
-    parser.add_argument("--host", type=loopback_host, default="127.0.0.1", help="loopback address")
-    parser.add_argument("--port", type=_port, default=8000, help="the app's port (0: any)")
-    parser.add_argument("--idp-port", type=_port, default=9000, help="the IdP's port (0: any)")
-    parser.add_argument(
+    options.add_argument(
         "--db",
         default=None,
         help="the SQLite file of organizations (default: $MULTI_TENANT_DB, else a new temp file)",
     )
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message="CFB has been moved")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-
-    sockets = []
-    try:
-        for port in (args.port, args.idp_port):
-            sockets.append(_listen(args.host, port))
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        print(f"{prog}: error: cannot listen on {args.host}: {exc.strerror}", file=sys.stderr)
+    args = options.parse_args(argv)
+    bound = listen(prog, args)
+    if bound is None:
         return 1
-    app_sock, idp_sock = sockets
-    base_url = _origin(args.host, app_sock.getsockname()[1])
-    idp_url = _origin(args.host, idp_sock.getsockname()[1])
     db_path = args.db or default_db_path()
     try:
         # An IdP that trusts the apps on this machine at their first sign-in request:
         # every organization's SP is new to it, and nothing needs registering there.
-        idp = DevIdP(idp_url, trust_local_sps=True)
+        idp = DevIdP(bound.idp_url, trust_local_sps=True)
         app, _ = build(
-            base_url,
+            bound.base_url,
             secrets.token_urlsafe(32),
             db_path,
             session={"https_only": False},  # plain http on a loopback address only
         )
     except (ConfigError, OSError, sqlite3.Error) as exc:
-        for sock in sockets:
-            sock.close()
+        bound.close()
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    idp_server = uvicorn.Server(
-        uvicorn.Config(create_idp_app(idp), log_level="warning", lifespan="off")
-    )
-    idp_thread = threading.Thread(
-        target=idp_server.run, kwargs={"sockets": [idp_sock]}, name="dev-idp", daemon=True
-    )
-    idp_thread.start()
-    print(f"multi_tenant: open {base_url}{ADMIN}/ and create an organization", flush=True)
+    print(f"multi_tenant: open {bound.base_url}{ADMIN}/ and create an organization", flush=True)
     print(f"  development IdP metadata URL to paste: {idp.entity_id}", flush=True)
     print(f"  (sign in there as B.Simon; organizations are stored in {db_path})", flush=True)
-    try:
-        _serve_asgi(app, app_sock)
-    finally:
-        idp_server.should_exit = True
-        idp_thread.join(timeout=STOP_SECONDS)
-        for sock in sockets:
-            sock.close()
-    return 0
+    return serve_with_idp(idp, app, bound, serve_asgi)
 
 
 if __name__ == "__main__":
