@@ -10,11 +10,13 @@ sessions; strict decides whether anonymous requests pass.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
+import zlib
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import lxml.html
 import pytest
@@ -690,3 +692,47 @@ async def test_websockets_follow_the_organizations_rules(engine: Engine, devidp:
     assert mine is not None and mine.tenant == "acme"
     other = request("GET", "/organizations/globex/ws", cookies=browser.cookies)
     assert await engine.websocket_user(other) is None
+
+
+async def test_a_logout_answer_for_one_organization_is_refused_at_another(devidp: DevIdP) -> None:
+    """Two organizations on one IdP, unsigned logout messages allowed: an answer without a
+    Destination is told apart only by the organization its LogoutRequest was for."""
+    rows = {"acme": org(devidp), "initech": org(devidp)}
+    engine = Engine(tenant_settings(rows, security={"want_logout_signed": False}))
+    for slug in rows:
+        await register(engine, slug, devidp)
+    browser = OrgBrowser(engine)
+    assert (await browser.login("acme", devidp)).status == 303
+    reply = await browser.send("POST", "/saml/logout/", headers={"origin": SP_BASE})
+    location = header(reply, "location") or ""
+    parsed = devidp.parse_logout_request("redirect", raw_query=urlsplit(location).query)
+    answer = parse_qs(urlsplit(devidp.create_logout_response(parsed, binding="redirect").url).query)
+    root = etree.fromstring(zlib.decompress(base64.b64decode(answer["SAMLResponse"][0]), -15))
+    del root.attrib["Destination"]
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    unsigned = deflate.compress(etree.tostring(root)) + deflate.flush()
+    query = urlencode({"SAMLResponse": base64.b64encode(unsigned).decode()})
+    elsewhere = await browser.send("GET", f"/saml/sls/initech/?{query}")
+    assert isinstance(elsewhere, Response) and elsewhere.status == 403
+    assert header(elsewhere, "x-saml-error") == "wrong_in_response_to"
+
+
+async def test_a_test_answer_for_one_organization_is_no_test_at_another(devidp: DevIdP) -> None:
+    rows = {"acme": org(devidp), "initech": org(devidp)}
+    engine = Engine(tenant_settings(rows))
+    for slug in rows:
+        await register(engine, slug, devidp)
+    browser = OrgBrowser(engine)
+    saml_request, _ = await browser.to_idp("/saml/test/acme/")
+    info = devidp.parse_authn_request(saml_request, "redirect")
+    root = forge.decode(
+        devidp.create_response(
+            "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
+        )
+    )
+    forge.set_status(root, "urn:oasis:names:tc:SAML:2.0:status:Responder")
+    form = {"SAMLResponse": forge.encode(root)}
+    elsewhere = await browser.send("POST", "/saml/acs/initech/", form=form)
+    assert isinstance(elsewhere, Response) and elsewhere.status == 403  # no diagnostics page
+    mine = await browser.send("POST", "/saml/acs/acme/", form=form)  # still its own to use
+    assert isinstance(mine, Response) and mine.status == 200
