@@ -6,13 +6,16 @@ cd "$ROOT"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-apt_install() {  # apt_install PROGRAM PACKAGE: install PACKAGE when PROGRAM is missing
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "installing $2 (Debian package)..." >&2
+apt_install() {  # apt_install PROGRAM|/FILE PACKAGE...: install the PACKAGEs when that is missing
+  case "$1" in
+    /*) [ -e "$1" ] && return 0 ;;
+    *) command -v "$1" >/dev/null 2>&1 && return 0 ;;
+  esac
+  echo "installing ${*:2} (Debian packages)..." >&2
   if [ ! -f /tmp/.saml-middleware-apt-updated ]; then
     as_root apt-get update -qq && touch /tmp/.saml-middleware-apt-updated
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${@:2}" >/dev/null
 }
 
 # pysaml2 verifies signatures with the xmlsec1 program.
