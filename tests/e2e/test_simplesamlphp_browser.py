@@ -20,6 +20,7 @@ Admin, Member) and ajones (member -> Member), password = username.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import secrets
 import zlib
@@ -84,6 +85,7 @@ def settings(base_url: str, idp: SimpleSAMLphp, name: str, **changes: Any) -> di
             "attribute": "eduPersonAffiliation",
             "map": {"staff": ["Admin"], "member": ["Member"]},
         },
+        "security": {"crypto_backend": os.environ.get("SAML_TEST_CRYPTO_BACKEND", "inprocess")},
         **changes,
     }
 
