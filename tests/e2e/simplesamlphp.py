@@ -13,7 +13,8 @@ hand. SimpleSAMLphp reads its metadata files at every request, so SPs can be
 registered while it runs.
 
 `serve_sp` serves one ASGI app with uvicorn in a thread, on a socket already
-bound. Every wait is bounded.
+bound. Every wait is bounded. When a test fails, SimpleSAMLphp's log (every
+SAML message it sent and received) is `<tmp>/log/simplesamlphp.log`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -92,6 +93,7 @@ class SimpleSAMLphp:
             self.port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.server_log: IO[bytes] | None = None
 
     @property
     def metadata_url(self) -> str:
@@ -129,12 +131,13 @@ class SimpleSAMLphp:
 
     def start(self) -> None:
         self._write_config()
+        self.server_log = (self.root / "php-server.log").open("wb")
         self.process = subprocess.Popen(
             # No OPcache: SPs are registered while it runs, and its metadata files are PHP.
             ["php", "-d", "opcache.enable=0", "-S", f"127.0.0.1:{self.port}"],
             cwd=WWW,
             env=self._env(),
-            stdout=(self.root / "php-server.log").open("wb"),
+            stdout=self.server_log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + START_SECONDS
@@ -155,6 +158,9 @@ class SimpleSAMLphp:
         if self.process is not None:
             stop_process(self.process, STOP_SECONDS)
             self.process = None
+        if self.server_log is not None:
+            self.server_log.close()
+            self.server_log = None
 
     def __enter__(self) -> SimpleSAMLphp:
         self.start()

@@ -195,6 +195,16 @@ def inflated_authn_request(url: str) -> str:
 # -- scenarios --------------------------------------------------------------------------
 
 
+def test_simplesamlphp_schema_checks_our_sp_metadata(idp: SimpleSAMLphp, plain_sp: SP) -> None:
+    """What "registered as-is" rests on: SP metadata its schema forbids is refused."""
+    served = httpx.get(f"{plain_sp.url}/saml/metadata/", timeout=10).text
+    # An element the metadata schema does not allow there, which the parser would ignore.
+    broken = re.sub(r"<(\w+:)?NameIDFormat>", r"<\1Unknown/><\1NameIDFormat>", served, count=1)
+    assert broken != served
+    with pytest.raises(AssertionError, match="refused our SP metadata"):
+        idp.register_sp(broken)
+
+
 def test_sp_initiated_login_shows_user_and_roles(
     page: Page, idp: SimpleSAMLphp, plain_sp: SP
 ) -> None:
@@ -283,7 +293,7 @@ def test_simplesamlphp_refuses_our_request_unsigned(
     query = parse_qs(urlsplit(authn_request.value.url).query)
     unsigned = urlencode({"SAMLRequest": query["SAMLRequest"][0]})
     page.goto(f"{idp.base_url}/saml2/idp/SSOService.php?{unsigned}")
-    expect(page.locator("body")).to_contain_text("signature")
+    expect(page.locator("body")).to_contain_text("no signature found on message")
     expect(page.locator("#password")).to_have_count(0)
 
 

@@ -13,7 +13,13 @@ use SimpleSAML\Utils\XML;
 
 $xml = trim(file_get_contents($argv[1]));
 $overrides = json_decode(file_get_contents($argv[2]), true, 16, JSON_THROW_ON_ERROR);
-XML::checkSAMLMessage($xml, 'saml-meta');  // a schema check: config.php enables validatexml
+XML::checkSAMLMessage($xml, 'saml-meta');  // the converter's own check (no DOCTYPE)
+// Stricter than the converter (which only logs a warning): SimpleSAMLphp's metadata schema.
+$valid = XML::isValid($xml, 'saml-schema-metadata-2.0.xsd');
+if ($valid !== true) {
+    fwrite(STDERR, "not valid against saml-schema-metadata-2.0.xsd: $valid\n");
+    exit(1);
+}
 $out = '';
 foreach (SAMLParser::parseDescriptorsString($xml) as $entityId => $entity) {
     $sp = $entity->getMetadata20SP();
