@@ -7,8 +7,8 @@ from the XML its own `/saml/metadata/` serves:
 
 - `plain_sp`: no SP key; SP- and IdP-initiated login, roles, Single Logout;
 - `signed_sp`: an SP key, signed AuthnRequests; SimpleSAMLphp requires the
-  signature (`validate.authnrequest`) and encrypts assertions to us
-  (`assertion.encryption`);
+  signature (`validate.authnrequest`, and `validate.logout` for our logout
+  messages) and encrypts assertions to us (`assertion.encryption`);
 - `persistent_sp`: `sp.name_id_format` persistent and no NameIDFormat in its
   SimpleSAMLphp entry, so only the AuthnRequest's NameIDPolicy can ask for it.
 
@@ -125,7 +125,7 @@ def signed_sp(idp: SimpleSAMLphp, tmp_path_factory: pytest.TempPathFactory) -> I
         idp,
         "signed",
         {"sp": {**keys, "sign_authn_requests": True}},
-        **{"validate.authnrequest": True, "assertion.encryption": True},
+        **{"validate.authnrequest": True, "assertion.encryption": True, "validate.logout": True},
     )
 
 
@@ -303,6 +303,19 @@ def test_simplesamlphp_refuses_our_request_unsigned(
     page.goto(f"{idp.base_url}/saml2/idp/SSOService.php?{unsigned}")
     expect(page.locator("body")).to_contain_text("no signature found on message")
     expect(page.locator("#password")).to_have_count(0)
+
+
+def test_signed_single_logout(page: Page, idp: SimpleSAMLphp, signed_sp: SP) -> None:
+    """Our signed LogoutRequest passes SimpleSAMLphp's validate.logout."""
+    sp_initiated_login(page, idp, signed_sp, "bsimon")
+    expect(page).to_have_url(f"{signed_sp.url}/profile")
+
+    slo = re.compile(re.escape(f"{idp.base_url}/saml2/idp/SingleLogoutService.php") + r"\?.*")
+    with page.expect_request(slo) as logout_request:
+        sign_out(page)
+    assert "Signature=" in logout_request.value.url
+    expect(page).to_have_url(f"{signed_sp.url}/")
+    expect_signed_out(page, idp, signed_sp)
 
 
 def test_requested_name_id_format_is_honoured(
