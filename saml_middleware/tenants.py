@@ -174,7 +174,7 @@ class Organizations:
             if head != prefix and head.lower() != prefix.lower():
                 continue
             segment = spelling[len(prefix) :].split("/", 1)[0]
-            if segment:
+            if segment not in ("", ".", ".."):  # no name here: the canonical spelling says
                 found.add(canonical_slug(segment))
         if None in found or len(found) > 1:
             raise _not_an_organization()
