@@ -4,7 +4,8 @@ An adapter turns its request into an `HttpRequest` and calls `Engine.handle`,
 which answers either `PassThrough` (call the app, with this user in scope and
 perhaps a refreshed session cookie) or `Response` (answer the browser directly).
 
-The flow, as a browser sees it:
+The flow, as a browser sees it (at the default paths: each endpoint's own is
+`paths.<endpoint>`, an organization's `tenant_options.paths.<endpoint>`):
 
 * A protected path without a session: a page navigation is sent (303) to
   `{prefix}/login/?next=<the page>`; any other request gets 401 JSON.

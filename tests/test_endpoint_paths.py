@@ -14,6 +14,7 @@ Response tests run on both verification paths (SAML_TEST_CRYPTO_BACKEND).
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -499,3 +500,17 @@ async def test_endpoints_are_not_protected_pages(make: Callable[..., Engine]) ->
     reply = await engine.handle(request("GET", "/app/acs"))
     assert isinstance(reply, Response) and reply.status == 405  # the ACS, not a login redirect
     assert not isinstance(reply, PassThrough)
+
+
+def test_check_lists_every_reply_url(
+    idp: DevIdP, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from saml_middleware.cli import main
+    from tests.test_cli_commands import report_lines
+
+    spec = tmp_path / "settings.json"
+    spec.write_text(json.dumps(settings_for(idp, paths={"acs": ["/accounts/saml/acs", "/old/"]})))
+    main(["check", "--settings", str(spec)])
+    lines = report_lines(capsys.readouterr().out)
+    assert lines["Reply URL (ACS URL)"] == f"{SP_BASE}/accounts/saml/acs"
+    assert lines["Also a Reply URL"] == f"{SP_BASE}/old/"
