@@ -414,15 +414,17 @@ def _endpoint_paths(
         endpoints[name] = tuple(_endpoint_path(sec, name, v, organization) for v in values)
     seen: list[tuple[str, str]] = []
     for name, values in endpoints.items():
+        if len(set(values)) != len(values):
+            raise ConfigError(sec.key(name), "lists a path twice")
+        # Within one endpoint, the two slash variants may both be listed: they are
+        # one endpoint, and two URLs a Destination may name.
         for value in values:
             for other_name, other in seen:
-                if paths_overlap(value, other):
-                    problem = (
-                        f"lists {other!r} and {value!r}, which are one path"
-                        if other_name == name
-                        else f"{value!r} is the same path as {sec.key(other_name)} ({other!r})"
+                if other_name != name and paths_overlap(value, other):
+                    raise ConfigError(
+                        sec.key(name),
+                        f"{value!r} is the same path as {sec.key(other_name)} ({other!r})",
                     )
-                    raise ConfigError(sec.key(name), problem)
             seen.append((name, value))
     return endpoints
 

@@ -145,7 +145,7 @@ def test_each_path_is_used_as_given(idp: DevIdP) -> None:
         ({"sls": ["/a", "/b"]}, "paths.sls", "must be a path"),
         ({"acs": "/acs/{slug}/"}, "paths.acs", "organization"),
         ({"sls": "/saml/acs"}, "paths.sls", "same path as paths.acs"),
-        ({"acs": ["/x/", "/y", "/x"]}, "paths.acs", "one path"),
+        ({"acs": ["/x/", "/y", "/x/"]}, "paths.acs", "twice"),
         ({"login": "/", "test": "/"}, "paths.test", "same path as paths.login"),
     ],
     ids=[
@@ -304,6 +304,16 @@ async def test_either_slash_variant_reaches_the_acs_and_destination_decides(
         root = minted(engine, idp, idp_keys, destination=configured, recipient=other)
         reply, code = await post_response(engine, path, root)
         assert (reply.status, code) == (403, "wrong_recipient"), path
+
+
+async def test_both_slash_variants_may_be_listed_during_a_move(
+    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+) -> None:
+    engine = make(paths={"acs": ["/saml/acs", "/saml/acs/"]})
+    for url in (f"{SP_BASE}/saml/acs", f"{SP_BASE}/saml/acs/"):
+        root = minted(engine, idp, idp_keys, destination=url, recipient=url)
+        reply, code = await post_response(engine, "/saml/acs", root)
+        assert signed_in(reply), (url, code)
 
 
 async def test_destination_is_normalised_as_rfc3986_says(
