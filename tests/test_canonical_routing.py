@@ -331,13 +331,13 @@ APPS: dict[str, tuple[str, Callable[..., Any]]] = {
 
 
 @pytest.fixture(params=list(APPS))
-def framework(request: pytest.FixtureRequest, devidp: DevIdP) -> Iterator[SimpleNamespace]:
+def framework(request: pytest.FixtureRequest, devidp: DevIdP) -> SimpleNamespace:
     """One framework's app, bare and behind the middleware, and how to GET from each."""
     kind, build = APPS[request.param]
     bare = build(request)
     wrap = SAMLMiddleware if kind == "asgi" else SAMLWSGIMiddleware
     get = asgi_get if kind == "asgi" else wsgi_get
-    yield SimpleNamespace(
+    return SimpleNamespace(
         name=request.param,
         bare=bare,
         wrapped=wrap(bare, settings=middleware_settings(devidp)),
