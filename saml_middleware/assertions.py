@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from lxml import etree
 
 from .errors import SAMLError
+from .routing import url_in
 
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -141,7 +142,7 @@ class Facts:
 class Expectations:
     """What this SP expects of a Response (from the settings and the IdP metadata)."""
 
-    acs_url: str
+    acs_urls: tuple[str, ...]  # every ACS URL accepted (Destination, Recipient)
     sp_entity_id: str
     idp_entity_id: str
     clock_skew: int
@@ -339,6 +340,21 @@ def check_signed(expect: Expectations, response_signed: bool, assertion_signed: 
         raise SAMLError("signature_required", "The SAML response is not signed as required.")
 
 
+def check_destination(expect: Expectations, destination: str | None, response_signed: bool) -> None:
+    """Destination is one of our ACS URLs (`routing.url_in`: RFC 3986 normalisation only).
+
+    SAML profiles 4.1.4.5: required when the Response is signed. An unsigned
+    Response may leave it out: its signed assertion's bearer Recipient, checked
+    against the same URLs (`_check_confirmation`), then says where it was meant to go.
+    """
+    if destination is None and not response_signed:
+        return
+    if not url_in(destination, expect.acs_urls):
+        raise SAMLError(
+            "wrong_destination", "The SAML response was sent to another address than this site's."
+        )
+
+
 def is_idp(expect: Expectations, issuer: EntityName) -> bool:
     """An Issuer naming our IdP, as an entity (no other NameID format)."""
     if issuer.format not in (None, ENTITY_FORMAT):
@@ -354,10 +370,7 @@ def check_facts(
     `in_response_to` is the Response's InResponseTo as the structural check read
     it (already matched against the outstanding request, or None).
     """
-    if facts.destination != expect.acs_url:
-        raise SAMLError(
-            "wrong_destination", "The SAML response was sent to another address than this site's."
-        )
+    check_destination(expect, facts.destination, facts.response_signed)
     skew = expect.clock_skew
     check_issue_instant(facts.response_issue_instant, now, skew, "response")
     if facts.response_version != "2.0":  # pysaml2: RequestVersionTooLow/High
@@ -470,7 +483,7 @@ def _check_confirmation(
         if confirmation.method != BEARER:
             code = "wrong_confirmation"
             continue
-        if not confirmation.has_data or confirmation.recipient != expect.acs_url:
+        if not confirmation.has_data or not url_in(confirmation.recipient, expect.acs_urls):
             continue
         expiry = saml_instant(confirmation.not_on_or_after)
         if expiry is None or now - skew >= expiry:

@@ -746,6 +746,8 @@ def _check_sp(report: CheckReport, raw: Mapping[str, Any] | Settings, settings: 
     report.section("Paste into the IdP (Entra: Single sign-on > Basic SAML Configuration):")
     report.item("Identifier (Entity ID)", settings.sp.entity_id)
     report.item("Reply URL (ACS URL)", settings.acs_url)
+    for other in settings.acs_urls[1:]:  # paths.acs lists several: each is accepted
+        report.item("Also a Reply URL", other)
     report.item("Sign-on URL", settings.endpoint_url("login"))
     command = f"{PROG} metadata" + (f" --tenant {settings.tenant}" if settings.tenant else "")
     report.item("SP metadata", f"{settings.endpoint_url('metadata')} (or: {command})")

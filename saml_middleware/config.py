@@ -23,11 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .claims import PRESET_ROLE_ATTRIBUTES, PRESETS, USER_FIELDS
 from .errors import ConfigError
+from .routing import SLUG, SLUG_PLACEHOLDER, paths_overlap
 
 NAMEID_EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 _SECRET_KEYS = {"secret_key", "key_pem", "key_file"}
 _SAME_SITE = ("lax", "strict", "none")
 _SESSION_BACKENDS = ("cookie", "store")
+# The middleware's endpoints, each at `paths.<name>` (default `{prefix}/<name>/`) and,
+# for organizations, at `tenant_options.paths.<name>` (default `{prefix}/<name>/{slug}/`).
+ENDPOINTS = ("login", "acs", "metadata", "logout", "sls", "test")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class PathSettings:
     exempt: tuple[str, ...]
     after_login: str
     after_logout: str
+    # Endpoint name -> its paths (several for "acs" only); the first is the one
+    # the middleware sends, all are served and accepted as Destination/Recipient.
+    endpoints: Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -130,11 +137,6 @@ class StoreSettings:
     max_connections: int = 50
 
 
-# An organization slug, as Contentstack's "SSO Name": lowercase letters, digits
-# and hyphens; it becomes a URL path segment and part of the SP entity ID.
-SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
 @dataclass(frozen=True)
 class TenantSettings:
     """One organization: its own IdP and SP URLs, inside a full `Settings`."""
@@ -159,6 +161,8 @@ class TenantOptions:
     # "https://{slug}.app.example.com": each organization's own public origin (its
     # SP URLs and session cookie live there); None: base_url for every one.
     base_url: str | None = None
+    # Endpoint name -> the organizations' paths, each with one `{slug}` segment.
+    paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -181,14 +185,19 @@ class Settings:
     tenant: str | None = None  # set in an organization's own merged settings
 
     def endpoint_url(self, name: str) -> str:
-        """Absolute URL of one of the middleware's endpoints (`acs`, `metadata`, ...)."""
-        if self.tenant is not None:
-            return f"{self.base_url}{self.paths.prefix}/{name}/{self.tenant}/"
-        return f"{self.base_url}{self.paths.prefix}/{name}/"
+        """Absolute URL of one of the middleware's endpoints (`acs`, `metadata`, ...):
+        base_url + its configured path (an organization's has its slug filled in)."""
+        return f"{self.base_url}{self.paths.endpoints[name][0]}"
 
     @property
     def acs_url(self) -> str:
+        """The ACS URL sent in AuthnRequests and listed first (the default) in the metadata."""
         return self.endpoint_url("acs")
+
+    @property
+    def acs_urls(self) -> tuple[str, ...]:
+        """Every ACS URL accepted as a Response's Destination and Recipient."""
+        return tuple(f"{self.base_url}{path}" for path in self.paths.endpoints["acs"])
 
 
 # -- the small validation toolkit ------------------------------------------------
@@ -381,13 +390,90 @@ def _paths(root: _Section, *, protect_default: tuple[str, ...]) -> PathSettings:
     exempt = tuple(_path(sec, "exempt", p) for p in sec.texts("exempt"))
     after_login = _path(sec, "after_login", sec.text("after_login", "/") or "/")
     after_logout = _path(sec, "after_logout", sec.text("after_logout", "/") or "/")
+    endpoints = _endpoint_paths(sec, lambda name: f"{prefix}/{name}/", organization=False)
     sec.done()
-    return PathSettings(prefix, protect, exempt, after_login, after_logout)
+    return PathSettings(prefix, protect, exempt, after_login, after_logout, endpoints)
 
 
-def _sp(root: _Section, base_url: str, prefix: str) -> SPSettings:
+def _endpoint_paths(
+    sec: _Section, default: Callable[[str], str], *, organization: bool
+) -> dict[str, tuple[str, ...]]:
+    """Each endpoint's paths (`sec.<name>`), validated, and no two reaching one path."""
+    endpoints: dict[str, tuple[str, ...]] = {}
+    for name in ENDPOINTS:
+        raw = sec.get(name)
+        if raw is None:
+            raw = default(name)
+        if name == "acs" and isinstance(raw, (list, tuple)) and raw:
+            values = tuple(raw)
+        elif isinstance(raw, str):
+            values = (raw,)
+        else:
+            wanted = "a path or a non-empty list of paths" if name == "acs" else "a path"
+            raise ConfigError(sec.key(name), f"must be {wanted}")
+        endpoints[name] = tuple(_endpoint_path(sec, name, v, organization) for v in values)
+    seen: list[tuple[str, str]] = []
+    for name, values in endpoints.items():
+        if len(set(values)) != len(values):
+            raise ConfigError(sec.key(name), "lists a path twice")
+        # Within one endpoint, the two slash variants may both be listed: they are
+        # one endpoint, and two URLs a Destination may name.
+        for value in values:
+            for other_name, other in seen:
+                if other_name != name and paths_overlap(value, other):
+                    raise ConfigError(
+                        sec.key(name),
+                        f"{value!r} is the same path as {sec.key(other_name)} ({other!r})",
+                    )
+            seen.append((name, value))
+    return endpoints
+
+
+def _endpoint_path(sec: _Section, name: str, value: Any, organization: bool) -> str:
+    """One endpoint path: a plain URL path, one trailing slash or none; with `{slug}`
+    as one whole segment exactly when it is an organization's."""
+    if not isinstance(value, str):
+        raise ConfigError(sec.key(name), "must be a path or a list of paths")
+    segments = value.rstrip("/").split("/")[1:] if value.rstrip("/") else []
+    slugs = segments.count(SLUG_PLACEHOLDER)
+    if organization and (slugs != 1 or value.count(SLUG_PLACEHOLDER) != 1):
+        raise ConfigError(sec.key(name), "must hold {slug} once, as a whole path segment")
+    if not organization and SLUG_PLACEHOLDER in value:
+        raise ConfigError(
+            sec.key(name), "{slug} belongs in an organization's path (tenant_options.paths)"
+        )
+    plain = "/" + "/".join(s for s in segments if s != SLUG_PLACEHOLDER)
+    if (
+        not value.startswith("/")
+        or value.endswith("//")
+        or not _BASE_PATH.fullmatch(plain.rstrip("/"))
+        or any(s in (".", "..") for s in segments)
+    ):
+        raise ConfigError(
+            sec.key(name),
+            "must be a URL path such as /saml/acs/ (one '/' between segments, no "
+            "'.' or '..' segment, no query or fragment)",
+        )
+    return value
+
+
+def organization_paths(settings: Settings, slug: str) -> PathSettings:
+    """The app's paths with an organization's endpoint paths, its slug filled in."""
+    options = settings.tenant_options
+    templates = options.paths if options is not None and options.paths else None
+    if templates is None:
+        prefix = settings.paths.prefix
+        templates = {name: (f"{prefix}/{name}/{SLUG_PLACEHOLDER}/",) for name in ENDPOINTS}
+    endpoints = {
+        name: tuple(path.replace(SLUG_PLACEHOLDER, slug) for path in paths)
+        for name, paths in templates.items()
+    }
+    return dataclasses.replace(settings.paths, endpoints=endpoints)
+
+
+def _sp(root: _Section, base_url: str, paths: PathSettings) -> SPSettings:
     sec = root.section("sp")
-    entity_id = sec.text("entity_id") or f"{base_url}{prefix}/metadata/"
+    entity_id = sec.text("entity_id") or f"{base_url}{paths.endpoints['metadata'][0]}"
     key_pem = _read_pem(sec, "key_pem", "key_file", "PRIVATE KEY")
     cert_pem = _read_pem(sec, "cert_pem", "cert_file", "CERTIFICATE")
     if bool(key_pem) != bool(cert_pem):
@@ -518,7 +604,7 @@ def _roles(root: _Section, preset: str | None) -> RoleSettings:
     )
 
 
-def _tenant_options(root: _Section) -> TenantOptions:
+def _tenant_options(root: _Section, paths: PathSettings) -> TenantOptions:
     sec = root.section("tenant_options")
     resolver = sec.get("resolver")
     key = sec.key("resolver")
@@ -557,11 +643,33 @@ def _tenant_options(root: _Section) -> TenantOptions:
         base_url = _public_url(key, base_url.replace("{slug}", "x-slug-x")).replace(
             "x-slug-x", "{slug}"
         )
+    organization = _organization_endpoints(sec, paths)
     sec.done()
     assert cache_seconds is not None and cache_size is not None
     if cache_seconds > 3600:
         raise ConfigError(sec.key("cache_seconds"), "must be at most 3600")
-    return TenantOptions(kind, cache_seconds, cache_size, base_url)
+    return TenantOptions(kind, cache_seconds, cache_size, base_url, organization)
+
+
+def _organization_endpoints(sec: _Section, paths: PathSettings) -> dict[str, tuple[str, ...]]:
+    """`tenant_options.paths`: every organization's endpoint paths, none reaching an
+    endpoint of the app's own."""
+    templates = sec.section("paths")
+    prefix = paths.prefix
+    organization = _endpoint_paths(
+        templates, lambda name: f"{prefix}/{name}/{SLUG_PLACEHOLDER}/", organization=True
+    )
+    templates.done()
+    for name, values in organization.items():
+        for value in values:
+            for own_name, own_paths in paths.endpoints.items():
+                for own in own_paths:
+                    if paths_overlap(value, own):
+                        raise ConfigError(
+                            templates.key(name),
+                            f"{value!r} is the same path as paths.{own_name} ({own!r})",
+                        )
+    return organization
 
 
 def load_tenant(base: Settings, slug: str, raw: Any) -> TenantSettings:
@@ -611,15 +719,16 @@ def load_tenant(base: Settings, slug: str, raw: Any) -> TenantSettings:
     enabled = sec.flag("enabled", True)
     strict = sec.flag("strict", True)
     sec.done()
-    prefix = base.paths.prefix
     options = base.tenant_options
     base_url = base.base_url
     if options is not None and options.base_url is not None:
         base_url = options.base_url.replace("{slug}", slug)
+    paths = organization_paths(base, slug)
     settings = dataclasses.replace(
         base,
         base_url=base_url,
-        sp=dataclasses.replace(base.sp, entity_id=f"{base_url}{prefix}/metadata/{slug}/"),
+        sp=dataclasses.replace(base.sp, entity_id=f"{base_url}{paths.endpoints['metadata'][0]}"),
+        paths=paths,
         idp=idp,
         attributes=attributes,
         roles=roles,
@@ -761,7 +870,7 @@ def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
     idp_given = root.raw.get("idp") is not None
     # With organizations and no app-wide IdP, only organization paths are protected.
     paths = _paths(root, protect_default=() if multi and not idp_given else ("/",))
-    sp = _sp(root, base_url, paths.prefix)
+    sp = _sp(root, base_url, paths)
     idp = _idp(root)
     attributes = _attributes(root)
     roles = _roles(root, attributes.preset)
@@ -775,7 +884,7 @@ def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
         raise ConfigError(
             "tenants", "must be a dict {slug: settings} or a callable(slug) -> dict | None"
         )
-    tenant_options = _tenant_options(root) if multi else None
+    tenant_options = _tenant_options(root, paths) if multi else None
     if not multi and root.raw.get("tenant_options") is not None:
         raise ConfigError("tenant_options", "needs tenants")
     if idp is None and not multi:

@@ -4,7 +4,8 @@ An adapter turns its request into an `HttpRequest` and calls `Engine.handle`,
 which answers either `PassThrough` (call the app, with this user in scope and
 perhaps a refreshed session cookie) or `Response` (answer the browser directly).
 
-The flow, as a browser sees it:
+The flow, as a browser sees it (at the default paths: each endpoint's own is
+`paths.<endpoint>`, an organization's `tenant_options.paths.<endpoint>`):
 
 * A protected path without a session: a page navigation is sent (303) to
   `{prefix}/login/?next=<the page>`; any other request gets 401 JSON.
@@ -80,6 +81,7 @@ from .protocol import (
     decode_redirect_message,
     public_error,
 )
+from .routing import EndpointRoutes, canonical_path, path_spellings, url_in
 from .session import Session, make_sessions
 from .slo import (
     MAX_RELAY_STATE,
@@ -196,7 +198,14 @@ class Engine:
             "sls": self.sls,
             "test": self.test_sso,
         }
-        self._prefix = self.settings.paths.prefix
+        paths = self.settings.paths
+        options = self.settings.tenant_options
+        self._routes = EndpointRoutes(
+            paths.prefix, paths.endpoints, options.paths if options is not None else {}
+        )
+        # `paths.protect`/`exempt` as a path's canonical spelling is compared with them.
+        self._canonical_protect = tuple(canonical_path(p) for p in paths.protect)
+        self._canonical_exempt = tuple(canonical_path(p) for p in paths.exempt)
 
     @property
     def metadata(self) -> IdPMetadata:
@@ -265,7 +274,7 @@ class Engine:
         whether anonymous requests pass, for the app's own login)."""
         if session is not None and session.user.tenant == org.slug:
             return PassThrough(session.user, await self._refreshed_cookie(session))
-        if not org.strict or _under_any(request.path, self.settings.paths.exempt):
+        if not org.strict or self._exempt(request.path):
             return PassThrough(ANONYMOUS, clear)
         if not org.enabled:
             return self.error_response(_tenant_disabled(org), request, clear)
@@ -321,6 +330,8 @@ class Engine:
             return None
         try:
             slug = self.organizations.resolve(request.path, request.headers.get("host", ""))
+        except SAMLError:  # a path or host naming no valid organization: refused
+            raise
         except Exception:
             log.exception("tenant_options.resolver failed for %s", request.path[:200])
             raise SAMLError("tenant_unavailable", "This page cannot be served now.", 503) from None
@@ -334,18 +345,35 @@ class Engine:
         return reply.user if isinstance(reply, PassThrough) else None
 
     def is_protected(self, path: str) -> bool:
-        """Whether `path` is under `paths.protect` (organization paths follow `strict`)."""
+        """Whether `path` is under `paths.protect` (organization paths follow `strict`).
+
+        Whatever its spelling: protected when the path as received or its canonical
+        form (case, `//`, dot segments, percent-encoding, `;params`) is protected
+        and not exempt, so that no spelling a router may serve as a protected view
+        passes, and an exempt prefix never opens a way around a protected one.
+        """
         paths = self.settings.paths
         if self._route(path) is not None:
             return False
-        return _under_any(path, paths.protect) and not _under_any(path, paths.exempt)
+        if _under_any(path, paths.protect) and not _under_any(path, paths.exempt):
+            return True
+        spellings = path_spellings(path)
+        return len(spellings) > 1 and (
+            _under_any(spellings[1], self._canonical_protect)
+            and not _under_any(spellings[1], self._canonical_exempt)
+        )
+
+    def _exempt(self, path: str) -> bool:
+        """Whether every spelling of `path` is under `paths.exempt`."""
+        spellings = path_spellings(path)
+        return _under_any(path, self.settings.paths.exempt) and (
+            len(spellings) == 1 or _under_any(spellings[1], self._canonical_exempt)
+        )
 
     def _route(self, path: str) -> tuple[str, str | None] | None:
-        """(endpoint name, organization slug or None) for a path under the prefix."""
-        if path != self._prefix and not path.startswith(self._prefix + "/"):
-            return None
-        name, _, slug = path[len(self._prefix) :].strip("/").partition("/")
-        return name, slug or None
+        """(endpoint name, organization slug or None) for one of the middleware's paths:
+        the configured endpoint paths (either slash variant), and anything under the prefix."""
+        return self._routes.match(path)
 
     async def _endpoint_realm(self, name: str, slug: str | None) -> Realm | None:
         """Whose endpoint this is: the app's own, or an organization's (404 if unknown)."""
@@ -426,8 +454,8 @@ class Engine:
     ) -> Response:
         root = _mount_path(request.root_path)
         target = root + request.path + (f"?{request.query_string}" if request.query_string else "")
-        where = f"{org.slug}/" if org is not None else ""
-        login_url = f"{_location(root)}{self._prefix}/login/{where}?next={quote(target, safe='/')}"
+        login_path = (org.settings if org is not None else self.settings).paths.endpoints["login"]
+        login_url = f"{_location(root)}{login_path[0]}?next={quote(target, safe='/')}"
         extra = [("set-cookie", set_cookie)] if set_cookie is not None else []
         if request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
             return Response(303, [("location", login_url), _NO_STORE, *extra])
@@ -699,7 +727,8 @@ class Engine:
         if request.method != "POST":
             if await self._session_or_none(request) is None:  # nothing to end
                 return Response(303, [("location", _location(next_url)), _NO_STORE])
-            action = f"{_mount_path(request.root_path)}{self._prefix}/logout/"
+            own = realm.settings if realm is not None else self.settings
+            action = f"{_mount_path(request.root_path)}{own.paths.endpoints['logout'][0]}"
             if safe_next:
                 action += f"?next={quote(safe_next, safe='/')}"
             return Response(
@@ -940,7 +969,9 @@ class Engine:
         else:
             signed = False
         sls_url = realm.settings.endpoint_url("sls")
-        if message.destination != sls_url and (signed or message.destination is not None):
+        if not url_in(message.destination, (sls_url,)) and (
+            signed or message.destination is not None
+        ):
             raise SAMLError(
                 "wrong_destination", "The sign-out message was sent to another address."
             )

@@ -60,6 +60,7 @@ from .assertions import (
     EntityName,
     Expectations,
     Facts,
+    check_destination,
     check_facts,
     check_issue_instant,
     facts_from_tree,
@@ -71,6 +72,7 @@ from .crypto import CryptoBackendError, XmlSecBackend, reuse_parsed, validate_sc
 from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
+from .routing import url_in
 
 log = logging.getLogger("saml_middleware.protocol")
 
@@ -533,7 +535,16 @@ class _Client(Saml2Client):  # type: ignore[misc]
     ) -> Any:
         if response_cls is AuthnResponse:
             response_cls = _AuthnResponse
+            # pysaml2's own Destination test compares as ours does (routing.url_in).
+            kwargs["return_addrs"] = _AcsURLs(kwargs.get("return_addrs") or ())
         return super()._parse_response(xmlstr, response_cls, service, binding, *args, **kwargs)
+
+
+class _AcsURLs(list[str]):
+    """pysaml2's `return_addrs` with `in` meaning `routing.url_in`."""
+
+    def __contains__(self, url: object) -> bool:
+        return isinstance(url, str) and url_in(url, self)
 
 
 class ServiceProvider:
@@ -542,7 +553,7 @@ class ServiceProvider:
     def __init__(self, settings: Settings, idp: IdPInfo) -> None:
         self.settings = settings
         self.idp = idp
-        self.acs_url = settings.acs_url
+        self.acs_url = settings.acs_url  # sent in AuthnRequests; any of acs_urls is accepted
         self._keydir: str | None = None
         config = SPConfig()
         try:
@@ -553,7 +564,7 @@ class ServiceProvider:
         self.client.users = _NoPopulation()
         security = settings.security
         self._expect = Expectations(
-            acs_url=self.acs_url,
+            acs_urls=settings.acs_urls,
             sp_entity_id=settings.sp.entity_id,
             idp_entity_id=idp.entity_id,
             clock_skew=security.clock_skew_seconds,
@@ -627,7 +638,10 @@ class ServiceProvider:
             "service": {
                 "sp": {
                     "endpoints": {
-                        "assertion_consumer_service": [(self.acs_url, BINDING_HTTP_POST)],
+                        # Indexed from 1 in this order: the first is sent, and the default.
+                        "assertion_consumer_service": [
+                            (url, BINDING_HTTP_POST) for url in s.acs_urls
+                        ],
                         # Single Logout (slo.py, engine.sls): both bindings, one URL.
                         "single_logout_service": [
                             (s.endpoint_url("sls"), BINDING_HTTP_REDIRECT),
@@ -649,8 +663,10 @@ class ServiceProvider:
     # -- outgoing ---------------------------------------------------------------
 
     def metadata_xml(self) -> str:
-        """The SP's metadata document (entity ID, ACS, NameID format, certificates)."""
-        return str(entity_descriptor(self.client.config))
+        """The SP's metadata document (entity ID, ACS URLs, NameID format, certificates)."""
+        descriptor = entity_descriptor(self.client.config)
+        descriptor.spsso_descriptor.assertion_consumer_service[0].is_default = "true"
+        return str(descriptor)
 
     def authn_request(self, relay_state: str) -> tuple[str, Outgoing]:
         """A new AuthnRequest: its ID (to remember) and how to send it."""
@@ -840,11 +856,7 @@ class ServiceProvider:
             raise SAMLError("invalid_response", "The SAML response is not valid.")
         response: samlp.Response = result.response
         # Before the assertion test: a wrong Destination is why pysaml2 left it out.
-        if response.destination != self.acs_url:
-            raise SAMLError(
-                "wrong_destination",
-                "The SAML response was sent to another address than this site's.",
-            )
+        check_destination(self._expect, response.destination, response.signature is not None)
         if result.assertion is None:
             # pysaml2 drops the assertion, silently, for an IssueInstant a day off.
             check_issue_instant(response.issue_instant, now, self._expect.clock_skew, "response")

@@ -15,7 +15,6 @@ import asyncio
 import copy
 import inspect
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from .config import SLUG, Settings, TenantSettings, load_tenant
 from .errors import ConfigError, SAMLError
 from .metadata import IdPMetadata
 from .protocol import ServiceProvider
+from .routing import SLUG_PLACEHOLDER, canonical_host, canonical_slug, path_spellings
 
 log = logging.getLogger("saml_middleware.tenants")
 
@@ -141,34 +141,60 @@ class Organizations:
         # metadata, pysaml2 client) while the loader returns an equal dict.
         self._realms: LRUCache[str, tuple[Any, Realm]] = LRUCache(maxsize=self.options.cache_size)
         kind, value = self.options.resolver
-        self._host_pattern = (
-            re.compile(re.escape(value).replace(re.escape("{slug}"), r"(?P<slug>[a-z0-9-]{1,63})"))
-            if kind == "host"
-            else None
-        )
+        # "{slug}.app.example.com" -> ("", ".app.example.com"): what surrounds the slug.
+        self._host_parts = tuple(value.split(SLUG_PLACEHOLDER, 1)) if kind == "host" else None
 
     # -- which organization ---------------------------------------------------------
 
     def resolve(self, path: str, host: str) -> str | None:
         """The slug a request path (or host) belongs to, or None for the app's own paths.
 
-        A callable resolver that raises is the app's failure: the exception
-        propagates (the engine answers 503 and logs it), never "no organization".
+        Paths and hosts are read in canonical form (`routing`): `/organizations/A/`,
+        `/organizations//a/` and the host `a.app.example.com.` name organization
+        `a`. One that names something other than a valid slug, or two different
+        organizations in two spellings, is refused (`SAMLError` 400): an app's
+        own lookup might still find an organization there, so it is never
+        "no organization". A callable resolver that raises is the app's failure:
+        the exception propagates (the engine answers 503 and logs it).
         """
         kind, value = self.options.resolver
         if kind == "path_prefix":
-            if not path.startswith(value):
-                return None
-            slug = path[len(value) :].split("/", 1)[0]
-        elif kind == "host":
-            assert self._host_pattern is not None
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            match = self._host_pattern.fullmatch(name.strip().lower())
-            slug = match.group("slug") if match else ""
-        else:
-            slug = value(path, host)
+            return self._slug_of_path(path, value)
+        if kind == "host":
+            return self._slug_of_host(host)
+        slug = value(path, host)
         if not isinstance(slug, str) or not SLUG.fullmatch(slug):
             return None
+        return slug
+
+    def _slug_of_path(self, path: str, prefix: str) -> str | None:
+        found = set()
+        for spelling in path_spellings(path):
+            head = spelling[: len(prefix)]
+            if head != prefix and head.lower() != prefix.lower():
+                continue
+            segment = spelling[len(prefix) :].split("/", 1)[0]
+            if segment not in ("", ".", ".."):  # no name here: the canonical spelling says
+                found.add(canonical_slug(segment))
+        if None in found or len(found) > 1:
+            raise _not_an_organization()
+        return found.pop() if found else None
+
+    def _slug_of_host(self, host: str) -> str | None:
+        assert self._host_parts is not None
+        if not host.strip():
+            return None
+        name = canonical_host(host)
+        if name is None:
+            raise _not_an_organization()
+        head, tail = self._host_parts
+        if len(name) <= len(head) + len(tail) or not (
+            name.startswith(head) and name.endswith(tail)
+        ):
+            return None
+        slug = canonical_slug(name[len(head) : len(name) - len(tail)])
+        if slug is None:
+            raise _not_an_organization()
         return slug
 
     # -- by slug ----------------------------------------------------------------------
@@ -267,6 +293,10 @@ class Organizations:
 
 
 _MISSING: Any = object()
+
+
+def _not_an_organization() -> SAMLError:
+    return SAMLError("invalid_path", "This address names no valid organization.", 400)
 
 
 def _same(old: Any, new: Any) -> bool:
