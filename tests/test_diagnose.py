@@ -35,6 +35,7 @@ pytestmark = pytest.mark.anyio
 BSIMON = "B.Simon@contoso.com"
 ACS_URL = "https://app.example.test/saml/acs/"
 SP_ENTITY = "https://app.example.test/saml/metadata/"
+INPROCESS = "inprocess"  # --at needs it (pysaml2's xmlsec1 path reads the machine's clock)
 
 
 @pytest.fixture
@@ -239,7 +240,7 @@ def test_request_id_stands_for_the_outstanding_request(
 
 
 def test_at_judges_the_response_times_at_that_instant(sp, devidp, tmp_path, capsys):
-    settings = sp()
+    settings = sp(security__crypto_backend=INPROCESS)
     issued = dt.datetime(2024, 4, 25, 20, 31, 55, tzinfo=dt.timezone.utc)
     with time_machine.travel(issued, tick=False):
         response = saved(tmp_path, mint(devidp))
@@ -264,14 +265,16 @@ def with_valid_until(metadata_xml: str, valid_until: str) -> str:
 
 def test_at_judges_the_metadata_valid_until(sp, devidp, tmp_path, capsys):
     """Metadata that expired since is valid at --at; metadata valid today has expired at --at."""
-    sp()  # the IdP trusts this SP
+    sp(security__crypto_backend=INPROCESS)  # the IdP trusts this SP
     issued = dt.datetime(2024, 4, 25, 20, 31, 55, tzinfo=dt.timezone.utc)
     with time_machine.travel(issued, tick=False):
         response = saved(tmp_path, mint(devidp))
 
     def valid_until(moment: str) -> Path:
         metadata = with_valid_until(devidp.metadata_xml(), moment)
-        settings = settings_for(devidp, idp__metadata_xml=metadata)
+        settings = settings_for(
+            devidp, idp__metadata_xml=metadata, security__crypto_backend=INPROCESS
+        )
         return saved(tmp_path, json.dumps(settings), f"settings-{moment[:10]}.json")
 
     expired_since = valid_until("2024-05-01T00:00:00Z")
@@ -299,7 +302,7 @@ def test_parse_idp_metadata_judges_valid_until_at_the_given_instant(devidp):
 
 
 def test_at_shows_certificate_validity_at_that_instant(sp, devidp, tmp_path, capsys):
-    settings = sp()
+    settings = sp(security__crypto_backend=INPROCESS)
     response = saved(tmp_path, mint(devidp))
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=20 * 365)
     status, result = run_json(
