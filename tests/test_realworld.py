@@ -44,23 +44,15 @@ CORPUS = Path(os.environ.get("SAML_REALWORLD_DIR") or REPO.parent / "shared" / "
 ABSENT = f"the real-world Responses are not at {CORPUS} (set SAML_REALWORLD_DIR)"
 SECRET = "realworld-test-secret-0123456789abcdef"
 
-# Why each `rejects/` case is refused, as our refusal code (case.json says it in words,
-# and lists the codes a correct SP may use in `expect_codes` when it can).
+# Why a `rejects/` case is refused, as our refusal code, where case.json gives its reason
+# only in words (elsewhere its `expect_codes` lists the codes a correct SP may use).
 REJECT_CODES = {
-    # No NameID and no attributes: nobody to sign in.
-    "adfs-socialflow-2015": "no_nameid",
     # Pretty-printed and edited after signing: the assertion signature fails.
     "entra-aspnetsaml-2018-edited": "invalid_signature",
-    # No AuthnStatement (the Web Browser SSO profile requires one).
-    "keycloak-ssoready-2024": "invalid_response",
     # The wrapping attack adds a second assertion: refused before any signature is read.
     "okta-auth0-2013-wrapping-attack": "wrong_number_of_assertions",
-    # InResponseTo is not an xs:NCName: the signed Response fails its schema check.
-    "okta-dex-2017": "invalid_signature",
     # The Response was changed after Okta signed it.
     "okta-ssoready-2024-broken-response-signature": "invalid_signature",
-    # IDs that start with a digit (not xs:ID): schema-invalid.
-    "secureworks-crewjam-2017": "invalid_response",
 }
 
 
@@ -142,13 +134,11 @@ def test_genuine_response_passes_diagnose(folder: Path, tmp_path, capsys):
 @pytest.mark.parametrize("folder", cases("rejects"))
 def test_broken_response_fails_diagnose_for_its_reason(folder: Path, tmp_path, capsys):
     case = facts(folder)
-    assert folder.name in REJECT_CODES, f"map the reason of {folder.name}: {case['reject_reason']}"
-    code = REJECT_CODES[folder.name]
-    if case.get("expect_codes"):
-        assert code in case["expect_codes"]
+    codes = case.get("expect_codes") or [REJECT_CODES.get(folder.name)]
+    assert codes != [None], f"map the reason of {folder.name}: {case['reject_reason']}"
     status, result = diagnose(folder, tmp_path, capsys)
     assert status == 1 and result["would_sign_in"] is False
-    assert result["refusal"]["code"] == code, (case["reject_reason"], result["refusal"])
+    assert result["refusal"]["code"] in codes, (case["reject_reason"], result["refusal"])
 
 
 async def whoami(request: Request) -> JSONResponse:

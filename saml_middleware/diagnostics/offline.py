@@ -155,7 +155,8 @@ def render_text(diagnosis: Diagnosis) -> str:
         lines += [f"  - {fix.text}" for fix in report.fixes]
     user = report.user
     if user is not None:
-        lines += ["", "The user who would sign in:"]
+        signs_in = diagnosis.error is None
+        lines += ["", "The user who would sign in:" if signs_in else "The user it maps to:"]
         for label, value in (
             ("NameID", user.name_id),
             ("NameID format", user.name_id_format),
