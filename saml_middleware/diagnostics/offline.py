@@ -12,8 +12,6 @@ the settings, so there is no oracle to avoid.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -22,9 +20,21 @@ from urllib.parse import parse_qs, unquote
 from ..errors import SAMLError
 from ..protocol import saml_instant
 from .observe import Observed
-from .report import FAIL, WARN, Check, Expected, TestReport, shorten, when_text
+from .report import (
+    _BEARER,
+    FAIL,
+    WARN,
+    Check,
+    Expected,
+    TestReport,
+    _algorithms,
+    _der,
+    _describe_der_info,
+    _status_name,
+    shorten,
+    when_text,
+)
 
-_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 # Table cells are cut to this many characters (the JSON keeps the full values).
 _CELL = 48
 
@@ -190,17 +200,10 @@ def _joined(values: list[str]) -> str | None:
     return ", ".join(values) if values else None
 
 
-def _thumbprint(body: str | None) -> str | None:
-    """SHA-1 thumbprint (what IdP consoles show) of a Base64 DER certificate."""
-    try:
-        der = base64.b64decode("".join((body or "").split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return hashlib.sha1(der).hexdigest().upper() if der else None  # noqa: S324 - a name
-
-
-def _algorithm(uri: str | None) -> str:
-    return (uri or "?").rsplit("#", 1)[-1]
+def _thumbprint(body: str | None, now: float) -> str | None:
+    """The SHA-1 thumbprint (what IdP consoles show) of a Base64 DER certificate."""
+    der = _der(body)
+    return _describe_der_info(der, now).thumbprint if der else None
 
 
 def _expected_received(
@@ -216,7 +219,7 @@ def _expected_received(
         expected = "Success"
         if readable:
             assert obs is not None
-            received = _joined([code.rsplit(":", 1)[-1] for code in obs.status_codes])
+            received = _joined([_status_name(code) for code in obs.status_codes])
     elif name == "issuer":
         expected = exp.idp_entity_id
         if readable:
@@ -228,11 +231,11 @@ def _expected_received(
         expected = exp.request_id
         received = obs.in_response_to if readable and obs is not None else None
     elif name == "signature":
-        expected = _joined([t for t in map(_thumbprint, exp.signing_certs) if t])
+        now = report.now
+        expected = _joined([t for c in exp.signing_certs if (t := _thumbprint(c, now))])
         if readable and obs is not None:
-            received = _joined(
-                sorted({t for s in obs.signatures if (t := _thumbprint(s.certificate))})
-            )
+            named = {t for s in obs.signatures if (t := _thumbprint(s.certificate, now))}
+            received = _joined(sorted(named))
     elif name == "signed_elements":
         wanted = [
             part
@@ -244,10 +247,7 @@ def _expected_received(
         ]
         expected = _joined(wanted) or "Assertion or Response"
         if readable and obs is not None:
-            parts = [
-                f"{s.element} ({_algorithm(s.algorithm)}, {_algorithm(s.digest)})"
-                for s in obs.signatures
-            ]
+            parts = [f"{s.element} ({_algorithms(s)})" for s in obs.signatures]
             if obs.encrypted:
                 parts.append("Assertion (encrypted)")
             received = _joined(parts) or "nothing signed"
