@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,9 +178,6 @@ def test_every_captured_form_is_read(shape, sp, devidp, tmp_path, capsys, monkey
         "stdin": encoded,
     }[shape]
     if shape == "stdin":
-        import io
-        import sys
-
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(encoded.encode())))
         target: str | Path = "-"
     else:
