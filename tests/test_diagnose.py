@@ -42,7 +42,11 @@ INPROCESS = "inprocess"  # --at needs it (pysaml2's xmlsec1 path reads the machi
 
 @pytest.fixture
 def sp(devidp: DevIdP, tmp_path: Path) -> Callable[..., Path]:
-    """`sp(**overrides)`: a settings file trusting the development IdP (which trusts it)."""
+    """`sp(**overrides)`: a settings file trusting the development IdP (which trusts it).
+
+    The IdP trusts the default SP from the start, so `mint` works before `sp()`.
+    """
+    devidp.add_service_provider(Engine(settings_for(devidp)).sp_metadata_xml())
 
     def make(**overrides: Any) -> Path:
         settings = settings_for(devidp, **overrides)
