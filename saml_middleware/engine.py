@@ -59,6 +59,7 @@ from itsdangerous import URLSafeSerializer
 from .config import SLUG, Settings, load_settings
 from .crypto import XmlSecBackend
 from .diagnostics import build_report, expected_from, observe_response, render_report
+from .diagnostics.offline import Diagnosis
 from .errors import SAMLError
 from .identity import (
     ANONYMOUS,
@@ -178,11 +179,11 @@ class Engine:
         # The app's own IdP (top-level `idp`), if any, and the organizations, if any.
         self.realm: Realm | None = None
         if self.settings.idp is not None:
-            self.realm = Realm(self.settings)
+            self.realm = Realm(self.settings, clock=clock)
             self.realm.metadata.load()
             self.realm.service_provider_sync()
         self.organizations = (
-            Organizations(self.settings) if self.settings.tenants is not None else None
+            Organizations(self.settings, clock) if self.settings.tenants is not None else None
         )
         self.store: Store = store or make_store(self.settings.store)
         self.sessions = make_sessions(
@@ -671,6 +672,34 @@ class Engine:
         """
         if await self.store.pop(record_key) is None:
             raise SAMLError("wrong_in_response_to", "This test answer was already used.")
+        diagnosis = await self._diagnosis(
+            realm, sp, xml, envelope, error, record_key.removeprefix("request:")
+        )
+        error, report = diagnosis.error, diagnosis.report
+        log.info(
+            "Test SSO%s: %s",
+            f" for organization {realm.slug}" if realm.slug else "",
+            "passed" if error is None else f"failed ({error.code})",
+            extra={"saml_tenant": realm.slug, "saml_outcome": error.code if error else "ok"},
+        )
+        return Response(
+            200,
+            _UNFRAMED_PAGE,
+            render_report(report),
+        )
+
+    async def _diagnosis(
+        self,
+        realm: Realm,
+        sp: ServiceProvider,
+        xml: bytes,
+        envelope: ResponseEnvelope | None,
+        error: SAMLError | None,
+        request_id: str | None,
+    ) -> Diagnosis:
+        """Test SSO's verdict: an answer that passed the ACS's earlier steps (`envelope`)
+        is verified as the ACS verifies it, its user mapped and the required role checked;
+        one refused earlier (`error`) is only described. Nothing is stored or provisioned."""
         user: SAMLUser | None = None
         role_values: tuple[str, ...] = ()
         if envelope is not None and error is None:
@@ -686,31 +715,52 @@ class Engine:
                 check_required_role(user, realm.settings.roles)
             except SAMLError as err:
                 error = err
+        observed = observe_response(xml)
         report = build_report(
             expected=expected_from(
                 realm.settings,
                 sp.idp,
                 tenant=realm.slug,
                 tenant_name=realm.name or None,
-                request_id=record_key.removeprefix("request:"),
+                request_id=request_id,
             ),
-            observed=observe_response(xml),
+            observed=observed,
             error=error,
             user=user,
             role_values=role_values,
             now=self._clock(),
         )
-        log.info(
-            "Test SSO%s: %s",
-            f" for organization {realm.slug}" if realm.slug else "",
-            "passed" if error is None else f"failed ({error.code})",
-            extra={"saml_tenant": realm.slug, "saml_outcome": error.code if error else "ok"},
-        )
-        return Response(
-            200,
-            _UNFRAMED_PAGE,
-            render_report(report),
-        )
+        return Diagnosis(report, error, observed)
+
+    async def diagnose(self, saml_response: str, *, request_id: str | None = None) -> Diagnosis:
+        """The ACS's verdict and Test SSO's checks on a captured SAMLResponse (the
+        Base64 form value), for `saml-middleware diagnose`; judged at the engine's clock.
+
+        The ACS's steps in its order (decoding, structure, the request answered,
+        the realm enabled, verification, mapping, required role), reading and
+        writing nothing in the store: no replay mark, no session, no request
+        taken. `request_id` stands for the one outstanding request: a Response
+        answering another (or any, without it) is refused as the ACS refuses an
+        unknown request. The replay check and the provision hook are not run.
+        """
+        realm = self.realm
+        assert realm is not None, "diagnose needs the top-level idp (or one organization's)"
+        sp = await realm.service_provider()
+        xml, envelope, error = b"", None, None
+        try:
+            xml = decode_post_message(saml_response, self.settings.security.max_request_bytes)
+            checked = await asyncio.to_thread(sp.check_response, xml, lookup=lambda _e: NOT_YET)
+            envelope = checked.envelope
+            if envelope.in_response_to and envelope.in_response_to != request_id:
+                raise SAMLError(
+                    "wrong_in_response_to",
+                    "The SAML response answers another request than the outstanding one.",
+                )
+            if not realm.enabled:
+                raise _tenant_disabled(realm)
+        except SAMLError as err:
+            error = err
+        return await self._diagnosis(realm, sp, xml, envelope, error, request_id)
 
     async def logout(self, request: HttpRequest, realm: Realm | None) -> Response:
         """End the local session, by POST only: a link, an image or a prefetch cannot.

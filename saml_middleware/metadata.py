@@ -342,14 +342,17 @@ def _first(endpoints: list[tuple[str, str, str | None]], binding: str) -> str | 
     return next((location for b, location, _ in endpoints if b == binding), None)
 
 
-def parse_idp_metadata(xml: bytes | str, entity_id: str | None = None) -> IdPInfo:
+def parse_idp_metadata(
+    xml: bytes | str, entity_id: str | None = None, *, now: float | None = None
+) -> IdPInfo:
     """Read one IdP from SAML metadata (Entra's federation metadata included).
 
     The root may be an EntityDescriptor or an EntitiesDescriptor; from the latter
     the entity named `entity_id` is taken, or else the only IdP in it. Keys and
     endpoints come only from the IDPSSODescriptor: Entra's WS-Federation
     RoleDescriptors and the document's own Signature are not read (the signature
-    is not checked: trust comes from how the document was obtained). Raises
+    is not checked: trust comes from how the document was obtained). `validUntil`
+    is judged at `now` (epoch seconds; default: this machine's clock). Raises
     `MetadataError` with a short reason.
     """
     root = _parse_xml(_to_bytes(xml, MAX_METADATA_BYTES))
@@ -358,7 +361,8 @@ def parse_idp_metadata(xml: bytes | str, entity_id: str | None = None) -> IdPInf
     if not found_id:
         raise MetadataError("the EntityDescriptor has no entityID")
     valid_until = _valid_until(entity)
-    if valid_until is not None and valid_until <= dt.datetime.now(dt.timezone.utc):
+    moment = time.time() if now is None else now
+    if valid_until is not None and valid_until.timestamp() <= moment:
         raise MetadataError(f"metadata expired (validUntil {valid_until:%Y-%m-%dT%H:%M:%SZ})")
     idp = _idp_descriptor(entity)
     certs = _signing_certs(idp)
@@ -503,10 +507,13 @@ class IdPMetadata:
         *,
         fetch: Callable[[str], bytes] = fetch_metadata,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self._fetch = fetch
-        self._clock = clock
+        self._clock = clock  # schedules refreshes
+        # Judges the metadata's validUntil and the certificates' expiry (`diagnose --at`).
+        self._wall_clock = wall_clock
         self._state: tuple[int, IdPInfo] | None = None
         self._file_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
@@ -530,7 +537,7 @@ class IdPMetadata:
             key = f"idp.{s.source}"
             data = self._read_source(key)
             try:
-                info = parse_idp_metadata(data, s.entity_id)
+                info = parse_idp_metadata(data, s.entity_id, now=self._wall_clock())
             except MetadataError as exc:
                 raise ConfigError(key, str(exc)) from None
         self._install(info)
@@ -584,7 +591,7 @@ class IdPMetadata:
                 raise ConfigError(f"idp.{name}", "must be an absolute http(s) URL")
         try:
             xml = manual_metadata_xml(s.entity_id, s.sso_url or "", s.x509cert or "", s.slo_url)
-            return parse_idp_metadata(xml, s.entity_id)
+            return parse_idp_metadata(xml, s.entity_id, now=self._wall_clock())
         except ValueError as exc:
             raise ConfigError("idp.entity_id", str(exc)) from None
 
@@ -688,7 +695,7 @@ class IdPMetadata:
                     self._schedule_next()
                     return
                 data, stamp = self._read_file(s.metadata_file)
-            info = parse_idp_metadata(data, entity_id)
+            info = parse_idp_metadata(data, entity_id, now=self._wall_clock())
         except Exception as exc:
             if isinstance(exc, MetadataError):
                 reason = str(exc)
@@ -720,9 +727,8 @@ class IdPMetadata:
         self._install(info)
         self._warn_if_expired(info)
 
-    @staticmethod
-    def _warn_if_expired(info: IdPInfo) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+    def _warn_if_expired(self, info: IdPInfo) -> None:
+        now = dt.datetime.fromtimestamp(self._wall_clock(), dt.timezone.utc)
         if info.cert_not_after and all(end <= now for end in info.cert_not_after):
             logger.warning(
                 "every signing certificate of IdP %s has expired (latest on %s); "

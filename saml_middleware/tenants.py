@@ -16,6 +16,7 @@ import copy
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ class Realm:
         name: str | None = None,
         enabled: bool = True,
         strict: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         assert settings.idp is not None
         self.settings = settings
@@ -55,13 +57,20 @@ class Realm:
         self.name = name or self.slug or ""
         self.enabled = enabled
         self.strict = strict
-        self.metadata = IdPMetadata(settings.idp)
+        # `clock` judges the metadata's validUntil (the engine's clock: `diagnose --at`).
+        self.metadata = IdPMetadata(settings.idp, wall_clock=clock)
         self._sp: ServiceProvider | None = None
         self._sp_version = 0
 
     @classmethod
-    def of(cls, tenant: TenantSettings) -> Realm:
-        return cls(tenant.settings, name=tenant.name, enabled=tenant.enabled, strict=tenant.strict)
+    def of(cls, tenant: TenantSettings, clock: Callable[[], float] = time.time) -> Realm:
+        return cls(
+            tenant.settings,
+            name=tenant.name,
+            enabled=tenant.enabled,
+            strict=tenant.strict,
+            clock=clock,
+        )
 
     def adopt(self, old: Realm) -> None:
         """Keep `old`'s parsed metadata (and pysaml2 client) when the IdP is the same:
@@ -120,15 +129,16 @@ class _Broken:
 class Organizations:
     """The organizations of one engine: by slug, and by request path or host."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         assert settings.tenants is not None and settings.tenant_options is not None
         self._base = settings
+        self._clock = clock
         self.options = settings.tenant_options
         self._lock = threading.Lock()
         self._fixed: dict[str, Realm] | None = None
         self._loader: Callable[..., Any] | None = None
         if isinstance(settings.tenants, Mapping):
-            self._fixed = {slug: Realm.of(t) for slug, t in settings.tenants.items()}
+            self._fixed = {slug: Realm.of(t, clock) for slug, t in settings.tenants.items()}
             for realm in self._fixed.values():
                 realm.metadata.load()  # every settings error at start-up
         else:
@@ -255,7 +265,7 @@ class Organizations:
         if known is not None and _same(known[0], raw):
             return known[1]
         try:
-            realm = Realm.of(load_tenant(self._base, slug, raw))
+            realm = Realm.of(load_tenant(self._base, slug, raw), self._clock)
         except ConfigError as err:
             log.error("organization %s has invalid settings: %s", slug, err)
             return _Broken(err)
