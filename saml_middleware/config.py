@@ -368,6 +368,7 @@ def _public_url(key: str, value: str) -> str:
 
 # A mount path: "/segment/..." of URL path characters (percent-encoded when need be).
 _BASE_PATH = re.compile(r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*")
+_QUERY = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/?-]+")
 
 
 def _secret_key(root: _Section) -> str:
@@ -434,7 +435,16 @@ def _endpoint_path(sec: _Section, name: str, value: Any, organization: bool) -> 
     as one whole segment exactly when it is an organization's."""
     if not isinstance(value, str):
         raise ConfigError(sec.key(name), "must be a path or a list of paths")
-    segments = value.rstrip("/").split("/")[1:] if value.rstrip("/") else []
+    path, mark, query = value.partition("?")
+    # An ACS URL registered at IdPs may carry a query (`/callback?connection=x`): it
+    # is part of the URL a Destination must name; requests are routed by the path.
+    if mark and (name != "acs" or organization or not _QUERY.fullmatch(query)):
+        raise ConfigError(
+            sec.key(name),
+            "may hold a query only as an ACS path of the app's own (`/cb?connection=x`; "
+            "no '#', no spaces)",
+        )
+    segments = path.rstrip("/").split("/")[1:] if path.rstrip("/") else []
     slugs = segments.count(SLUG_PLACEHOLDER)
     if organization and (slugs != 1 or value.count(SLUG_PLACEHOLDER) != 1):
         raise ConfigError(sec.key(name), "must hold {slug} once, as a whole path segment")
@@ -444,8 +454,8 @@ def _endpoint_path(sec: _Section, name: str, value: Any, organization: bool) -> 
         )
     plain = "/" + "/".join(s for s in segments if s != SLUG_PLACEHOLDER)
     if (
-        not value.startswith("/")
-        or value.endswith("//")
+        not path.startswith("/")
+        or path.endswith("//")
         or not _BASE_PATH.fullmatch(plain.rstrip("/"))
         or any(s in (".", "..") for s in segments)
     ):

@@ -150,8 +150,9 @@ def canonical_host(host: str) -> str | None:
 
 
 def _segments(path: str) -> tuple[str, ...]:
-    """A configured path's segments, ignoring its trailing slash ("/" has none)."""
-    trimmed = path.rstrip("/")
+    """A configured path's segments, ignoring its trailing slash ("/" has none) and
+    its query (an ACS URL's, if any: requests are routed by the path)."""
+    trimmed = path.split("?", 1)[0].rstrip("/")
     return tuple(trimmed.split("/")[1:]) if trimmed else ()
 
 

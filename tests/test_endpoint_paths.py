@@ -139,7 +139,8 @@ def test_each_path_is_used_as_given(idp: DevIdP) -> None:
         ({"acs": "saml/acs"}, "paths.acs", "URL path"),
         ({"acs": "/a//b"}, "paths.acs", "URL path"),
         ({"acs": "/a/../b"}, "paths.acs", "URL path"),
-        ({"acs": "/acs?x=1"}, "paths.acs", "URL path"),
+        ({"sls": "/sls?x=1"}, "paths.sls", "query only as an ACS path"),
+        ({"acs": "/acs?x=1#f"}, "paths.acs", "query only as an ACS path"),
         ({"acs": "/acs//"}, "paths.acs", "URL path"),
         ({"acs": []}, "paths.acs", "non-empty list"),
         ({"sls": ["/a", "/b"]}, "paths.sls", "must be a path"),
@@ -152,7 +153,8 @@ def test_each_path_is_used_as_given(idp: DevIdP) -> None:
         "relative",
         "double-slash",
         "dot-dot",
-        "query",
+        "query-not-acs",
+        "query-with-fragment",
         "two-trailing",
         "empty-list",
         "list-not-acs",
@@ -304,6 +306,23 @@ async def test_either_slash_variant_reaches_the_acs_and_destination_decides(
         root = minted(engine, idp, idp_keys, destination=configured, recipient=other)
         reply, code = await post_response(engine, path, root)
         assert (reply.status, code) == (403, "wrong_recipient"), path
+
+
+async def test_an_acs_url_with_a_query_is_routed_by_its_path_and_named_whole(
+    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+) -> None:
+    """Auth0-style Reply URLs (`/login/callback?connection=x`): the IdP posts to the
+    whole URL; the Destination must name it, query included."""
+    engine = make(paths={"acs": "/login/callback?connection=adfs"})
+    configured = f"{SP_BASE}/login/callback?connection=adfs"
+    assert engine.settings.acs_url == configured
+    root = minted(engine, idp, idp_keys, destination=configured, recipient=configured)
+    reply, code = await post_response(engine, "/login/callback", root)
+    assert signed_in(reply), code
+    other = f"{SP_BASE}/login/callback?connection=other"
+    root = minted(engine, idp, idp_keys, destination=other, recipient=configured)
+    reply, code = await post_response(engine, "/login/callback", root)
+    assert (reply.status, code) == (403, "wrong_destination")
 
 
 async def test_both_slash_variants_may_be_listed_during_a_move(
