@@ -588,10 +588,10 @@ class Engine:
         check_required_role(user, realm.settings.roles)
         user = await self._provision(user)
         home = self._home(request, realm)
-        if token is not None:
-            next_url = self._signed_next(relay_state) or home
-        else:
-            next_url = _local_path(relay_state) or home
+        # Ours: the page signed into the RelayState; else (IdP-initiated, or an IdP
+        # that did not echo ours) only a path on this site.
+        signed_next = self._signed_next(relay_state) if token is not None else None
+        next_url = signed_next or _local_path(relay_state) or home
         set_cookie = await self.sessions.start(user)
         login_log.info(
             "login ok",
