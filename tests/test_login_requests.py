@@ -92,9 +92,7 @@ def tampered(request_id: str) -> str:
     return request_id[:-2] + ("A" if last != "A" else "B") + request_id[-1]
 
 
-async def test_a_request_id_the_sp_did_not_sign_is_refused_before_the_signature(
-    engine, devidp
-):
+async def test_a_request_id_the_sp_did_not_sign_is_refused_before_the_signature(engine, devidp):
     browser = Browser(engine, devidp)
     request_id, relay = await to_idp(browser, "/saml/login/?next=/x")
     # A broken assertion signature too: the request ID is what is refused first.

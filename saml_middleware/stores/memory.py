@@ -93,10 +93,9 @@ class MemoryStore:
     def _store(self, key: str, entry: tuple[float, Any], now: float) -> None:
         """Keep `entry` under `key`, refusing a new key rather than evicting another."""
         cache = self._cache(key)
+        # len() purges the expired entries first (cachetools' timed caches do).
         if key not in cache and len(cache) >= cache.maxsize:
-            cache.expire(now)
-            if len(cache) >= cache.maxsize:
-                self._refuse(kind_of(key), int(cache.maxsize), now)
+            self._refuse(kind_of(key), int(cache.maxsize), now)
         cache[key] = entry
 
     def _refuse(self, kind: str, limit: int, now: float) -> None:
