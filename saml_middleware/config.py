@@ -118,6 +118,18 @@ class SecuritySettings:
     crypto_backend: str = "inprocess"
 
 
+# The memory store's default bound for each kind of entry: a kind that is full
+# refuses new sign-ins (503) instead of forgetting anything.
+MEMORY_STORE_MAX_ENTRIES = {
+    "replay": 100_000,  # accepted assertion IDs
+    "requests": 100_000,  # used AuthnRequest marks
+    "logout": 100_000,  # outstanding LogoutRequests of ours, the IdP's used ones
+    "sessions": 100_000,  # server-side sessions
+    "session_index": 100_000,  # NameID -> its sessions, for Single Logout
+    "other": 10_000,  # anything else (an app's own keys, `check`'s probe)
+}
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """`store`: where outstanding requests, the replay cache and server-side sessions live."""
@@ -130,18 +142,6 @@ class StoreSettings:
     max_connections: int = 50
     # memory: the bound of each kind of entry (see MEMORY_STORE_MAX_ENTRIES).
     max_entries: Mapping[str, int] = field(default_factory=lambda: dict(MEMORY_STORE_MAX_ENTRIES))
-
-
-# The memory store's default bound for each kind of entry: a kind that is full
-# refuses new sign-ins (503) instead of forgetting anything.
-MEMORY_STORE_MAX_ENTRIES = {
-    "replay": 100_000,  # accepted assertion IDs
-    "requests": 100_000,  # used AuthnRequest marks
-    "logout": 100_000,  # outstanding LogoutRequests of ours, the IdP's used ones
-    "sessions": 100_000,  # server-side sessions
-    "session_index": 100_000,  # NameID -> its sessions, for Single Logout
-    "other": 10_000,  # anything else (an app's own keys, `check`'s probe)
-}
 
 
 # An organization slug, as Contentstack's "SSO Name": lowercase letters, digits
