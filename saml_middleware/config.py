@@ -132,7 +132,7 @@ MEMORY_STORE_MAX_ENTRIES = {
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """`store`: where outstanding requests, the replay cache and server-side sessions live."""
+    """`store`: where the replay cache, used-request marks and server-side sessions live."""
 
     backend: str  # "memory" | "redis"
     url: str | None = field(default=None, repr=False)  # may hold a password

@@ -5,8 +5,8 @@
 Every key gets `prefix`, so one Redis database can serve several apps. The
 atomic operations are Redis's own: `SET NX PX` for the replay cache (of many
 workers posting the same assertion at once, exactly one is told "first"),
-`GETDEL` for taking an outstanding request once (a Lua script on servers older
-than 6.2), `SET XX PX` for refreshing a session without resurrecting one that
+`GETDEL` for taking an outstanding LogoutRequest once (a Lua script on servers
+older than 6.2), `SET XX PX` for refreshing a session without resurrecting one that
 Single Logout just deleted. Values are JSON.
 
 One client per event loop. The engine is async in both adapters, but a
@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -110,10 +111,8 @@ class RedisStore:
         assertion accepted twice, a session Single Logout cannot find). One
         synchronous command: start-up may have no event loop yet.
         """
-        import redis as sync_redis
-
         try:
-            client = sync_redis.Redis.from_url(
+            client = SyncRedis.from_url(
                 self._url,
                 socket_timeout=self._options["socket_timeout"],
                 socket_connect_timeout=self._options["socket_connect_timeout"],
