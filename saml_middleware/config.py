@@ -125,9 +125,21 @@ class SecuritySettings:
     crypto_backend: str = "inprocess"
 
 
+# The memory store's default bound for each kind of entry: a kind that is full
+# refuses new sign-ins (503) instead of forgetting anything.
+MEMORY_STORE_MAX_ENTRIES = {
+    "replay": 100_000,  # accepted assertion IDs
+    "requests": 100_000,  # used AuthnRequest marks
+    "logout": 100_000,  # outstanding LogoutRequests of ours, the IdP's used ones
+    "sessions": 100_000,  # server-side sessions
+    "session_index": 100_000,  # NameID -> its sessions, for Single Logout
+    "other": 10_000,  # anything else (an app's own keys, `check`'s probe)
+}
+
+
 @dataclass(frozen=True)
 class StoreSettings:
-    """`store`: where outstanding requests, the replay cache and server-side sessions live."""
+    """`store`: where the replay cache, used-request marks and server-side sessions live."""
 
     backend: str  # "memory" | "redis"
     url: str | None = field(default=None, repr=False)  # may hold a password
@@ -135,6 +147,8 @@ class StoreSettings:
     socket_timeout_seconds: float = 2.0
     connect_timeout_seconds: float = 2.0
     max_connections: int = 50
+    # memory: the bound of each kind of entry (see MEMORY_STORE_MAX_ENTRIES).
+    max_entries: Mapping[str, int] = field(default_factory=lambda: dict(MEMORY_STORE_MAX_ENTRIES))
 
 
 @dataclass(frozen=True)
@@ -807,6 +821,16 @@ _STORE_BACKENDS = ("memory", "redis")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
+def _max_entries(sec: _Section) -> dict[str, int]:
+    """`store.max_entries`: the memory store's bound per kind, the defaults filled in."""
+    limits = {
+        kind: sec.integer(kind, default, minimum=1) or default
+        for kind, default in MEMORY_STORE_MAX_ENTRIES.items()
+    }
+    sec.done()
+    return limits
+
+
 def _store(root: _Section) -> StoreSettings:
     sec = root.section("store")
     backend = sec.text("backend", "memory") or ""
@@ -817,6 +841,7 @@ def _store(root: _Section) -> StoreSettings:
     socket_timeout = _seconds(sec, "socket_timeout_seconds", 2.0)
     connect_timeout = _seconds(sec, "connect_timeout_seconds", 2.0)
     max_connections = sec.integer("max_connections", 50, minimum=1)
+    max_entries = _max_entries(sec.section("max_entries"))
     sec.done()
     if backend == "memory":
         redis_only = (
@@ -829,7 +854,12 @@ def _store(root: _Section) -> StoreSettings:
         for name in redis_only:
             if sec.raw.get(name) is not None:
                 raise ConfigError(sec.key(name), "is only for store.backend = 'redis'")
-        return StoreSettings(backend)
+        return StoreSettings(backend, max_entries=max_entries)
+    if sec.raw.get("max_entries") is not None:
+        raise ConfigError(
+            sec.key("max_entries"),
+            "is only for store.backend = 'memory' (Redis is bounded by its maxmemory)",
+        )
     if not url:
         raise ConfigError(sec.key("url"), "is required for the redis backend (redis://host:6379/0)")
     _redis_url(sec, url)

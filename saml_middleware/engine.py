@@ -10,11 +10,11 @@ The flow, as a browser sees it (at the default paths: each endpoint's own is
 * A protected path without a session: a page navigation is sent (303) to
   `{prefix}/login/?next=<the page>`; any other request gets 401 JSON.
 * `GET {prefix}/login/`: an AuthnRequest goes to the IdP (HTTP-Redirect, or an
-  auto-posted form when the IdP only offers POST). Its ID is remembered in the
-  store with the page to return to, so the IdP's cross-site POST needs no
-  cookie. RelayState carries the same page, signed.
+  auto-posted form when the IdP only offers POST). Its ID is a token the SP
+  signed (authn_requests.py), so nothing is stored; a short-lived cookie
+  binds the login to this browser. RelayState carries the page, signed.
 * `POST {prefix}/acs/`: the IdP's Response is verified (protocol.py), the
-  assertion ID enters the replay cache, the outstanding request is taken once,
+  assertion ID enters the replay cache, the request is marked used (once),
   the user is mapped and provisioned, a new session cookie is set, and the
   browser goes (303) to the page it first asked for. IdP-initiated responses
   (no InResponseTo) are accepted only when allowed, and land on a safe
@@ -54,8 +54,15 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from itsdangerous import URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 
+from .authn_requests import (
+    OUTSTANDING_REQUEST_TTL,
+    LoginBinding,
+    RequestToken,
+    RequestTokens,
+    wrong_browser,
+)
 from .config import SLUG, Settings, load_settings
 from .crypto import XmlSecBackend
 from .diagnostics import build_report, expected_from, observe_response, render_report
@@ -107,8 +114,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("saml_middleware.engine")
 login_log = logging.getLogger("saml_middleware.login")
 
-# How long a user may spend at the IdP (MFA included) before the request expires.
-OUTSTANDING_REQUEST_TTL = 900
 # A Single Logout message older than this (by its IssueInstant) is refused; its ID
 # is remembered as long (replay), plus twice the clock skew.
 LOGOUT_MESSAGE_MAX_AGE = 600
@@ -190,6 +195,8 @@ class Engine:
             self.settings.session, self.settings.secret_key, self.store, clock=clock
         )
         self._relay = URLSafeSerializer(self.settings.secret_key, salt="saml_middleware.relay")
+        self._requests = RequestTokens(self.settings.secret_key)
+        self._binding = LoginBinding(self.settings.secret_key, self.settings.session)
         self._clock = clock
         self._endpoints: dict[str, Endpoint] = {
             "login": self.login,
@@ -502,7 +509,7 @@ class Engine:
         _require_method(request, "GET", "HEAD")
         assert realm is not None
         next_url = self.safe_redirect(request.query("next")) or self._home(request, realm)
-        return await self._send_to_idp(realm, {"next": next_url})
+        return await self._send_to_idp(request, realm, next_url, test=False)
 
     async def test_sso(self, request: HttpRequest, realm: Realm | None) -> Response:
         """Test SSO: the login round trip, answered at the ACS by a diagnostics page.
@@ -512,22 +519,28 @@ class Engine:
         """
         _require_method(request, "GET", "HEAD")
         assert realm is not None
-        return await self._send_to_idp(realm, {"test": True})
+        return await self._send_to_idp(request, realm, "", test=True)
 
-    async def _send_to_idp(self, realm: Realm, record: dict[str, Any]) -> Response:
-        """An AuthnRequest to the realm's IdP, remembered in the store as outstanding
-        (with the organization it is for, if any)."""
-        if realm.slug is not None:
-            record = {**record, "tenant": realm.slug}
+    async def _send_to_idp(
+        self, request: HttpRequest, realm: Realm, next_url: str, *, test: bool
+    ) -> Response:
+        """An AuthnRequest to the realm's IdP. Nothing is stored: its ID is a signed
+        token (organization, test flag, expiry, nonce), and a cookie binds it to
+        this browser."""
         sp = await realm.service_provider()
-        relay_state = self._relay.dumps(record.get("next") or "")
-        request_id, outgoing = await asyncio.to_thread(sp.authn_request, relay_state)
-        await self.store.put(f"request:{request_id}", record, OUTSTANDING_REQUEST_TTL)
+        now = self._clock()
+        token = self._requests.issue(realm.slug, test=test, now=now)
+        relay_state = self._relay.dumps(next_url)
+        outgoing = await asyncio.to_thread(sp.authn_request, relay_state, token.request_id)
+        bind = (
+            "set-cookie",
+            self._binding.started(request.cookies.get(self._binding.cookie_name), token, now),
+        )
         if outgoing.form is None:
-            return Response(303, [("location", outgoing.url), _NO_STORE])
+            return Response(303, [("location", outgoing.url), bind, _NO_STORE])
         return Response(
             200,
-            [("content-type", "text/html; charset=utf-8"), _NO_STORE],
+            [("content-type", "text/html; charset=utf-8"), bind, _NO_STORE],
             auto_post_form(outgoing.url, outgoing.form),
         )
 
@@ -548,14 +561,21 @@ class Engine:
         relay_state = _single(form, "RelayState")
         sp = await realm.service_provider()
 
-        def verify_now(envelope: ResponseEnvelope) -> Any:
-            # IdP-initiated, for an enabled realm: nothing needs the store first, so the
-            # signatures are checked in the same thread hop; else decided below.
-            return None if not envelope.in_response_to and realm.enabled else NOT_YET
+        def outstanding(envelope: ResponseEnvelope) -> Any:
+            # Before any cryptography. IdP-initiated, for an enabled realm, or answering a
+            # request of ours for this realm from this browser: the signatures are checked
+            # in the same thread hop. Anything else is decided (or refused) below.
+            if not envelope.in_response_to:
+                return None if realm.enabled else NOT_YET
+            try:
+                token = self._outstanding_request(request, realm, envelope.in_response_to)
+            except SAMLError:
+                return NOT_YET
+            return token if realm.enabled and not token.test else NOT_YET
 
         try:
             checked = await asyncio.to_thread(
-                sp.check_response, xml, lookup=verify_now, now=self._clock
+                sp.check_response, xml, lookup=outstanding, now=self._clock
             )
         except SAMLError as err:
             if err.status == 400:  # not even a well-formed Response: nothing to diagnose
@@ -563,35 +583,27 @@ class Engine:
             # A Test SSO answer is diagnosed even when it fails this early (an
             # IdP error status, most often): its request ID names it.
             observed = observe_response(xml)
-            test_key = await self._test_request_key(
-                realm, observed.in_response_to if observed is not None else None
+            test_token = self._test_request(
+                request, realm, observed.in_response_to if observed is not None else None
             )
-            if test_key is None:
+            if test_token is None:
                 raise
-            return await self._test_report(realm, sp, xml, test_key, None, err)
+            return await self._test_report(request, realm, sp, xml, test_token, None, err)
         envelope, verified = checked.envelope, checked.login
-        record_key = f"request:{envelope.in_response_to}" if envelope.in_response_to else None
-        record = await self.store.get(record_key) if record_key else None
-        if record_key and record is None:
-            raise SAMLError(
-                "wrong_in_response_to",
-                "This sign-in answer is unknown, expired or already used: please sign in again.",
-            )
-        if record is not None and record.get("tenant") != realm.slug:
-            raise SAMLError(
-                "wrong_in_response_to",
-                "This sign-in answer belongs to another organization's sign-in.",
-            )
-        if record is not None and record.get("test"):
-            assert record_key is not None
-            return await self._test_report(realm, sp, xml, record_key, envelope, None)
+        token = (
+            self._outstanding_request(request, realm, envelope.in_response_to)
+            if envelope.in_response_to
+            else None
+        )
+        if token is not None and token.test:
+            return await self._test_report(request, realm, sp, xml, token, envelope, None)
         if not realm.enabled:
             raise _tenant_disabled(realm)
         if verified is None:
             verified = await asyncio.to_thread(
                 sp.verify_response,
                 envelope,
-                outstanding_id=envelope.in_response_to if record else None,
+                outstanding_id=envelope.in_response_to if token else None,
                 now=self._clock(),
             )
         replay_ttl = max(1.0, verified.expires_at - self._clock())
@@ -599,16 +611,16 @@ class Engine:
             f"assertion:{verified.issuer}:{verified.assertion_id}", replay_ttl
         ):
             raise SAMLError("replay", "This sign-in answer has already been used.")
-        if record_key and await self.store.pop(record_key) is None:
+        if token is not None and not await self._mark_used(token):
             raise SAMLError("wrong_in_response_to", "This sign-in answer was already used.")
         user = await self._mapped_user(realm, verified)
         check_required_role(user, realm.settings.roles)
         user = await self._provision(user)
         home = self._home(request, realm)
-        if record is not None:
-            next_url = str(record.get("next") or home)
-        else:
-            next_url = _local_path(relay_state) or home
+        # Ours: the page signed into the RelayState; else (IdP-initiated, or an IdP
+        # that did not echo ours) only a path on this site.
+        signed_next = self._signed_next(relay_state) if token is not None else None
+        next_url = signed_next or _local_path(relay_state) or home
         set_cookie = await self.sessions.start(user)
         login_log.info(
             "login ok",
@@ -617,17 +629,55 @@ class Engine:
                 "saml_tenant": user.tenant,
                 "saml_issuer": verified.issuer,
                 "saml_name_id_hash": _digest(user.name_id),
-                "saml_idp_initiated": record is None,
+                "saml_idp_initiated": token is None,
             },
         )
-        return Response(
-            303,
-            [
-                ("location", _location(next_url)),
-                ("set-cookie", set_cookie),
-                _NO_STORE,
-            ],
+        headers = [("location", _location(next_url)), ("set-cookie", set_cookie), _NO_STORE]
+        if token is not None:
+            headers.append(("set-cookie", self._binding_finished(request, token)))
+        return Response(303, headers)
+
+    def _outstanding_request(
+        self, request: HttpRequest, realm: Realm, request_id: str
+    ) -> RequestToken:
+        """The request of ours that a Response answers (InResponseTo), for this realm,
+        started in this browser; refused otherwise. Whether it was already used is
+        known only once the answer has passed every other check (`_mark_used`)."""
+        token = self._requests.read(request_id, self._clock())
+        if token is None:
+            raise SAMLError(
+                "wrong_in_response_to",
+                "This sign-in answer is unknown, expired or already used: please sign in again.",
+            )
+        if token.tenant != realm.slug:
+            raise SAMLError(
+                "wrong_in_response_to",
+                "This sign-in answer belongs to another organization's sign-in.",
+            )
+        cookie = request.cookies.get(self._binding.cookie_name)
+        if not self._binding.holds(cookie, token, self._clock()):
+            raise wrong_browser()
+        return token
+
+    async def _mark_used(self, token: RequestToken) -> bool:
+        """Mark the request answered, until it expires; False when it already was."""
+        return await self.store.add_if_absent(
+            token.used_key, max(1.0, token.expires_at - self._clock())
         )
+
+    def _binding_finished(self, request: HttpRequest, token: RequestToken) -> str:
+        cookie = request.cookies.get(self._binding.cookie_name)
+        return self._binding.finished(cookie, token, self._clock())
+
+    def _signed_next(self, relay_state: str | None) -> str | None:
+        """The page a login of ours started from: the RelayState we signed, if intact."""
+        if not relay_state:
+            return None
+        try:
+            next_url = self._relay.loads(relay_state)
+        except BadData:
+            return None
+        return next_url if isinstance(next_url, str) and next_url else None
 
     async def _mapped_user(self, realm: Realm, verified: VerifiedLogin) -> SAMLUser:
         """The user a verified login maps to, under the realm's attribute and role rules
@@ -645,36 +695,37 @@ class Engine:
         )
         return await resolve_overage(user, settings.roles)
 
-    async def _test_request_key(self, realm: Realm, request_id: str | None) -> str | None:
-        """The store key of this realm's outstanding Test SSO request `request_id`, if any."""
+    def _test_request(
+        self, request: HttpRequest, realm: Realm, request_id: str | None
+    ) -> RequestToken | None:
+        """This realm's Test SSO request `request_id`, if it is one (refused when it
+        was started in another browser)."""
         if not request_id:
             return None
-        key = f"request:{request_id}"
-        record = await self.store.get(key)
-        if record is None or not record.get("test") or record.get("tenant") != realm.slug:
+        token = self._requests.read(request_id, self._clock())
+        if token is None or not token.test or token.tenant != realm.slug:
             return None
-        return key
+        return self._outstanding_request(request, realm, request_id)
 
     async def _test_report(
         self,
+        request: HttpRequest,
         realm: Realm,
         sp: ServiceProvider,
         xml: bytes,
-        record_key: str,
+        token: RequestToken,
         envelope: ResponseEnvelope | None,
         error: SAMLError | None,
     ) -> Response:
         """The Test SSO diagnostics page: every check, the claims, the mapped user.
 
-        The test request is taken first (used once, whatever the outcome), so
+        The test request is marked used first (once, whatever the outcome), so
         the answer, which names it in InResponseTo, can never sign anyone in
         afterwards. No session, no provisioning.
         """
-        if await self.store.pop(record_key) is None:
+        if not await self._mark_used(token):
             raise SAMLError("wrong_in_response_to", "This test answer was already used.")
-        diagnosis = await self._diagnosis(
-            realm, sp, xml, envelope, error, record_key.removeprefix("request:")
-        )
+        diagnosis = await self._diagnosis(realm, sp, xml, envelope, error, token.request_id)
         error, report = diagnosis.error, diagnosis.report
         log.info(
             "Test SSO%s: %s",
@@ -684,7 +735,7 @@ class Engine:
         )
         return Response(
             200,
-            _UNFRAMED_PAGE,
+            [*_UNFRAMED_PAGE, ("set-cookie", self._binding_finished(request, token))],
             render_report(report),
         )
 

@@ -668,8 +668,8 @@ class ServiceProvider:
         descriptor.spsso_descriptor.assertion_consumer_service[0].is_default = "true"
         return str(descriptor)
 
-    def authn_request(self, relay_state: str) -> tuple[str, Outgoing]:
-        """A new AuthnRequest: its ID (to remember) and how to send it."""
+    def authn_request(self, relay_state: str, request_id: str) -> Outgoing:
+        """A new AuthnRequest with the ID the engine chose, and how to send it."""
         idp = self.idp
         sign = self.settings.sp.sign_authn_requests
         if idp.sso_redirect_url:
@@ -678,18 +678,17 @@ class ServiceProvider:
             binding, destination = BINDING_HTTP_POST, idp.sso_post_url
         else:  # metadata.py guarantees one of them
             raise SAMLError("idp_unavailable", "The IdP has no single sign-on endpoint.", 503)
-        request_id, request = self.client.create_authn_request(
+        _, request = self.client.create_authn_request(
             destination,
             binding=BINDING_HTTP_POST,
+            message_id=request_id,
             sign=sign and binding == BINDING_HTTP_POST,
             sign_alg=SIG_RSA_SHA256,
             digest_alg=DIGEST_SHA256,
         )
         if binding == BINDING_HTTP_POST:
             encoded = base64.b64encode(str(request).encode("utf-8")).decode("ascii")
-            return request_id, Outgoing(
-                destination, {"SAMLRequest": encoded, "RelayState": relay_state}
-            )
+            return Outgoing(destination, {"SAMLRequest": encoded, "RelayState": relay_state})
         info = self.client.apply_binding(
             BINDING_HTTP_REDIRECT,
             str(request),
@@ -699,7 +698,7 @@ class ServiceProvider:
             sigalg=SIG_RSA_SHA256 if sign else None,
         )
         location = dict(info["headers"])["Location"]
-        return request_id, Outgoing(location)
+        return Outgoing(location)
 
     # -- incoming ---------------------------------------------------------------
 

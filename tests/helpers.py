@@ -76,6 +76,30 @@ def cookie_value(set_cookie: str) -> str:
     return set_cookie.split(";", 1)[0].split("=", 1)[1]
 
 
+def set_cookies(reply: Response, name: str | None = None) -> list[str]:
+    """The reply's Set-Cookie headers (those of cookie `name` only, when given)."""
+    return [
+        value
+        for key, value in reply.headers
+        if key.lower() == "set-cookie" and (name is None or value.startswith(name + "="))
+    ]
+
+
+def remember_cookies(cookies: dict[str, str], reply: Response | PassThrough) -> None:
+    """Apply every Set-Cookie of `reply` to a browser's cookie jar (an empty value deletes)."""
+    if isinstance(reply, Response):
+        set_cookies = [value for name, value in reply.headers if name.lower() == "set-cookie"]
+    else:
+        set_cookies = [reply.set_cookie] if reply.set_cookie else []
+    for set_cookie in set_cookies:
+        name = set_cookie.split("=", 1)[0]
+        value = cookie_value(set_cookie)
+        if value:
+            cookies[name] = value
+        else:
+            cookies.pop(name, None)
+
+
 @dataclass
 class Browser:
     """Follows the SP-initiated flow against an engine and the development IdP."""
@@ -107,15 +131,7 @@ class Browser:
         return reply
 
     def _remember(self, reply: Response | PassThrough) -> None:
-        set_cookie = (
-            header(reply, "set-cookie") if isinstance(reply, Response) else reply.set_cookie
-        )
-        if set_cookie and set_cookie.startswith(self.cookie_name + "="):
-            value = cookie_value(set_cookie)
-            if value:
-                self.cookies[self.cookie_name] = value
-            else:
-                self.cookies.pop(self.cookie_name, None)
+        remember_cookies(self.cookies, reply)
 
     async def start_login(self, page: str = "/dashboard") -> tuple[str, str | None]:
         """Visit a protected page; return (AuthnRequest, RelayState) sent to the IdP."""

@@ -20,7 +20,7 @@ from saml2.xml.schema import _create_xml_schema_validator
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, Response
 from saml_middleware.keys import certificate_body, generate_key_pair
-from tests.helpers import Browser, header, request, settings_for
+from tests.helpers import Browser, header, remember_cookies, request, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -185,11 +185,12 @@ async def test_post_binding_when_the_idp_offers_only_post(devidp):
     assert form.get("action") == devidp.sso_post_url and form.get("method") == "post"
     fields = {i.get("name"): i.get("value") for i in form.iter("input")}
     info = devidp.parse_authn_request(fields["SAMLRequest"], "post")
-    assert await engine.store.get(f"request:{info.request_id}") == {"next": "/x"}
     response = devidp.create_response(
         "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
     )
-    acs = await Browser(engine, devidp).post_acs(response, fields["RelayState"])
+    browser = Browser(engine, devidp)
+    remember_cookies(browser.cookies, reply)  # the login binding set with the auto-post page
+    acs = await browser.post_acs(response, fields["RelayState"])
     assert acs.status == 303 and header(acs, "location") == "/x"
 
 

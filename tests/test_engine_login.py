@@ -17,7 +17,7 @@ from lxml import etree
 
 from saml_middleware.claims import ENTRA_EMAIL, ENTRA_OBJECT_ID, ENTRA_ROLE
 from saml_middleware.engine import PassThrough, Response
-from tests.helpers import Browser, header, request
+from tests.helpers import Browser, header, request, set_cookies
 
 pytestmark = pytest.mark.anyio
 
@@ -47,11 +47,15 @@ async def test_login_redirects_to_idp_with_a_decodable_authn_request(engine, dev
     assert root.get("Destination") == devidp.sso_redirect_url
     issuer = root.findtext("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer")
     assert issuer == "https://app.example.test/saml/metadata/"
-    # The IdP accepts it and the request is remembered server-side (no cookie needed).
+    # The IdP accepts it; its ID is the SP's signed token (nothing is stored) and the
+    # page to return to travels in the signed RelayState.
     info = devidp.parse_authn_request(query["SAMLRequest"][0], "redirect")
-    assert await engine.store.get(f"request:{info.request_id}") == {"next": "/x"}
-    assert header(reply, "set-cookie") is None
+    assert info.request_id == root.get("ID") and info.request_id.startswith("_")
+    assert engine.store.sizes() == dict.fromkeys(engine.store.sizes(), 0)
     assert query["RelayState"][0]
+    # The one cookie binds the login to this browser; it is no session.
+    (binding,) = set_cookies(reply)
+    assert binding.startswith("saml_session_login=")
 
 
 async def test_sp_initiated_round_trip_returns_to_page_with_user_and_roles(engine, devidp):
@@ -96,8 +100,10 @@ async def test_outstanding_request_is_consumed_once(engine, devidp):
     second = devidp.create_response(
         "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
     )
+    # The second answer comes from a browser holding the same login binding (a copy
+    # of the cookie jar): only the used-request mark can refuse it.
+    other = Browser(engine, devidp, cookies=dict(browser.cookies))
     assert (await browser.post_acs(first, relay)).status == 303
-    other = Browser(engine, devidp)
     refused = await other.post_acs(second, relay)
     assert refused.status == 403
     assert header(refused, "x-saml-error") == "wrong_in_response_to"
@@ -138,7 +144,7 @@ async def test_forged_response_does_not_spoil_the_genuine_login(engine, devidp):
         "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
     )
     xml = base64.b64decode(genuine).replace(b"B.Simon@contoso.com", b"admin@contoso.com")
-    forged = await Browser(engine, devidp).post_acs(base64.b64encode(xml).decode(), relay)
+    forged = await browser.post_acs(base64.b64encode(xml).decode(), relay)
     assert forged.status == 403
     assert header(forged, "x-saml-error") == "invalid_signature"
     ok = await browser.post_acs(genuine, relay)
@@ -191,10 +197,13 @@ async def test_unsafe_next_is_replaced_by_after_login(make_engine, devidp):
     engine = make_engine(paths__after_login="/home")
     browser = Browser(engine, devidp)
     reply = await browser.get("/saml/login/?next=https://evil.test/steal")
-    info = devidp.parse_authn_request(
-        parse_qs(urlsplit(header(reply, "location")).query)["SAMLRequest"][0], "redirect"
+    query = parse_qs(urlsplit(header(reply, "location")).query)
+    info = devidp.parse_authn_request(query["SAMLRequest"][0], "redirect")
+    response = devidp.create_response(
+        "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
     )
-    assert (await engine.store.get(f"request:{info.request_id}")) == {"next": "/home"}
+    done = await browser.post_acs(response, query["RelayState"][0])
+    assert done.status == 303 and header(done, "location") == "/home"
 
 
 async def test_api_request_without_session_gets_401_json(engine):

@@ -69,11 +69,12 @@ async def test_login_sent_by_one_engine_is_answered_at_the_other(
     answer = devidp.create_response(
         "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
     )
+    started = dict(on_a.cookies)  # the login binding, kept by an attacker
     on_b = Browser(b, devidp, cookies=on_a.cookies)
     accepted = await on_b.post_acs(answer, relay_state)
     assert accepted.status == 303 and header(accepted, "location") == "/reports"
 
-    replayed = await Browser(a, devidp).post_acs(answer, relay_state)
+    replayed = await Browser(a, devidp, cookies=started).post_acs(answer, relay_state)
     assert replayed.status == 403
     assert header(replayed, "x-saml-error") in ("replay", "wrong_in_response_to")
 
@@ -161,8 +162,9 @@ def workers(
         yield a, b
 
 
-def start_login(client: httpx.Client, worker_url: str, devidp: DevIdP) -> tuple[str, str]:
-    """Begin signing in at `worker_url`; the IdP's signed answer and the RelayState."""
+def start_login(client: httpx.Client, worker_url: str, devidp: DevIdP) -> tuple[str, str, str]:
+    """Begin signing in at `worker_url`: the IdP's signed answer, the RelayState and the
+    login binding cookie ("name=value") of the browser that started it."""
     reply = client.get(f"{worker_url}/saml/login/?next=/me")
     assert reply.status_code == 303, reply.text
     query = parse_qs(urlsplit(reply.headers["location"]).query)
@@ -170,19 +172,22 @@ def start_login(client: httpx.Client, worker_url: str, devidp: DevIdP) -> tuple[
     answer = devidp.create_response(
         "bsimon", sp_entity_id=info.sp_entity_id, in_response_to=info.request_id
     )
-    return answer, query["RelayState"][0]
+    return answer, query["RelayState"][0], reply.headers["set-cookie"].split(";", 1)[0]
 
 
-def post_answer(worker_url: str, answer: str, relay_state: str | None) -> httpx.Response:
+def post_answer(
+    worker_url: str, answer: str, relay_state: str | None, cookie: str | None
+) -> httpx.Response:
     form = {"SAMLResponse": answer}
     if relay_state is not None:
         form["RelayState"] = relay_state
+    headers = {"cookie": cookie} if cookie else {}
     with httpx.Client(timeout=30) as client:
-        return client.post(f"{worker_url}/saml/acs/", data=form)
+        return client.post(f"{worker_url}/saml/acs/", data=form, headers=headers)
 
 
 def post_everywhere_at_once(
-    urls: list[str], answer: str, relay_state: str | None, per_worker: int
+    urls: list[str], answer: str, relay_state: str | None, cookie: str | None, per_worker: int
 ) -> list[int]:
     """POST the same answer `per_worker` times to each worker, all released together."""
     posts = [url for url in urls for _ in range(per_worker)]
@@ -193,7 +198,7 @@ def post_everywhere_at_once(
     def post(url: str) -> None:
         try:
             barrier.wait()
-            statuses.append(post_answer(url, answer, relay_state).status_code)
+            statuses.append(post_answer(url, answer, relay_state, cookie).status_code)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -212,13 +217,13 @@ def test_two_worker_processes_share_sign_in_through_redis(
 ) -> None:
     a, b = workers
     with httpx.Client(timeout=30) as client:
-        answer, relay_state = start_login(client, a, devidp)
-        accepted = post_answer(b, answer, relay_state)
+        answer, relay_state, binding = start_login(client, a, devidp)
+        accepted = post_answer(b, answer, relay_state, binding)
         assert accepted.status_code == 303, accepted.text
         assert accepted.headers["location"] == "/me"
         cookie = accepted.headers["set-cookie"].split(";", 1)[0]
 
-        again = post_answer(a, answer, relay_state)
+        again = post_answer(a, answer, relay_state, binding)  # a copy of the binding
         assert again.status_code == 403 and again.headers["x-saml-error"] in (
             "replay",
             "wrong_in_response_to",
@@ -242,12 +247,13 @@ def test_one_answer_posted_to_both_workers_at_once_is_accepted_once(
     a, b = workers
     if solicited:
         with httpx.Client(timeout=30) as client:
-            answer, relay_state = start_login(client, a, devidp)
+            answer, relay_state, binding = start_login(client, a, devidp)
     else:
         entity_id = f"{BASE_URL}/saml/metadata/"
         answer = devidp.create_response("bsimon", sp_entity_id=entity_id, in_response_to=None)
-        relay_state = None
-    statuses = post_everywhere_at_once([a, b], answer, relay_state, POSTS_PER_WORKER)
+        relay_state, binding = None, None
+    # Every post carries the binding (copies of one browser): only the marks decide.
+    statuses = post_everywhere_at_once([a, b], answer, relay_state, binding, POSTS_PER_WORKER)
     record_property("instances", 2)
     record_property("posts", len(statuses))
     record_property("acceptances", statuses.count(303))

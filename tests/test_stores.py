@@ -414,21 +414,21 @@ def test_a_url_redis_cannot_parse_is_a_config_error_that_hides_it() -> None:
 
 
 def test_memory_store_lets_expired_entries_go_before_live_ones():
-    """A flood of short-lived entries must not evict a live replay mark."""
+    """A full kind purges its expired entries to make room, never a live one."""
     import asyncio
     import time as _time
 
     from saml_middleware.stores.memory import MemoryStore
 
     async def scenario() -> None:
-        store = MemoryStore(maxsize=10)
+        store = MemoryStore({"replay": 10})
         assert await store.add_if_absent("assertion:live", 3600)
         for i in range(9):
-            await store.put(f"request:{i}", {"n": i}, 0.01)
-        _time.sleep(0.05)  # the nine requests expire
+            assert await store.add_if_absent(f"assertion:{i}", 0.01)
+        _time.sleep(0.05)  # the nine marks expire
         for i in range(9):
-            await store.put(f"request:new{i}", {"n": i}, 3600)
+            assert await store.add_if_absent(f"assertion:new{i}", 3600)
         assert not await store.add_if_absent("assertion:live", 3600)  # still remembered
-        assert len(store._cache) == 10
+        assert store.sizes()["replay"] == 10
 
     asyncio.run(scenario())

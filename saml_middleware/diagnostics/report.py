@@ -89,6 +89,7 @@ CODE_TO_CHECK: Mapping[str, str] = {
     "wrong_issuer": "issuer",
     "wrong_in_response_to": "in_response_to",
     "unsolicited": "in_response_to",
+    "wrong_browser": "in_response_to",
     "wrong_destination": "destination",
     "wrong_recipient": "recipient",
     "wrong_confirmation": "recipient",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from ..config import StoreSettings
 from ..errors import ConfigError
-from .base import Store, StoreUnavailable
+from .base import Store, StoreFull, StoreUnavailable
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "Store", "StoreUnavailable", "make_store"]
+__all__ = ["MemoryStore", "Store", "StoreFull", "StoreUnavailable", "make_store"]
 
 
 def make_store(settings: StoreSettings) -> Store:
     """Build the store named by `store.backend`."""
     if settings.backend == "memory":
-        return MemoryStore()
+        return MemoryStore(settings.max_entries)
     if settings.backend == "redis":
         try:
             from .redis import RedisStore
@@ -23,11 +23,13 @@ def make_store(settings: StoreSettings) -> Store:
                 "'redis' needs the redis client: pip install 'saml-middleware[redis]'",
             ) from None
         assert settings.url is not None  # config.py requires it
-        return RedisStore(
+        store = RedisStore(
             settings.url,
             prefix=settings.prefix,
             socket_timeout=settings.socket_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
             max_connections=settings.max_connections,
         )
+        store.check_eviction_policy()
+        return store
     raise ConfigError("store.backend", f"unknown backend {settings.backend!r}")

@@ -1,6 +1,6 @@
 """The store interface: the small set of atomic operations SAML state needs.
 
-Outstanding AuthnRequests and LogoutRequests, the assertion-ID replay cache and
+Used-request marks, outstanding LogoutRequests, the assertion-ID replay cache and
 server-side sessions (with their NameID index, for Single Logout) all live
 behind it, so several processes can share them when the store is shared
 (Redis). Values are JSON-serialisable dicts; set members are short strings.
@@ -8,7 +8,9 @@ Every method is a coroutine; the memory backend simply does its work inline.
 
 A backend that cannot reach its server raises `StoreUnavailable`: a 503 for
 the browser ("try again"), never a 500, and never a silent "not found" that
-would turn an outage into refused logins or accepted replays.
+would turn an outage into refused logins or accepted replays. A backend that
+has no room left raises `StoreFull` (a kind of `StoreUnavailable`) rather than
+forget a replay mark or a session to make room.
 """
 
 from __future__ import annotations
@@ -28,6 +30,20 @@ class StoreUnavailable(SAMLError):
 
     def __init__(self) -> None:
         super().__init__("store_unavailable", STORE_UNAVAILABLE_REASON, 503)
+
+
+STORE_FULL_REASON = (
+    "Sign-in is unavailable for a moment: this site is handling too many sign-ins. "
+    "Please try again shortly."
+)
+
+
+class StoreFull(StoreUnavailable):
+    """The memory store has no room for a new entry of a kind, even after purging
+    expired ones: the sign-in that needed it is refused, nothing stored is evicted."""
+
+    def __init__(self) -> None:
+        SAMLError.__init__(self, "store_full", STORE_FULL_REASON, 503)
 
 
 class Store(Protocol):

@@ -5,8 +5,8 @@
 Every key gets `prefix`, so one Redis database can serve several apps. The
 atomic operations are Redis's own: `SET NX PX` for the replay cache (of many
 workers posting the same assertion at once, exactly one is told "first"),
-`GETDEL` for taking an outstanding request once (a Lua script on servers older
-than 6.2), `SET XX PX` for refreshing a session without resurrecting one that
+`GETDEL` for taking an outstanding LogoutRequest once (a Lua script on servers
+older than 6.2), `SET XX PX` for refreshing a session without resurrecting one that
 Single Logout just deleted. Values are JSON.
 
 One client per event loop. The engine is async in both adapters, but a
@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -101,6 +102,50 @@ class RedisStore:
         self._getdel = True
         self._down = False
         self._new_client()  # a bad URL is a start-up error, not a 503 at the first login
+
+    def check_eviction_policy(self) -> None:
+        """Warn at start-up when the server may evict keys to make room.
+
+        Every key of ours has a TTL, so every `maxmemory-policy` but
+        `noeviction` can drop a replay mark or a session before it expires (an
+        assertion accepted twice, a session Single Logout cannot find). One
+        synchronous command: start-up may have no event loop yet.
+        """
+        try:
+            client = SyncRedis.from_url(
+                self._url,
+                socket_timeout=self._options["socket_timeout"],
+                socket_connect_timeout=self._options["socket_connect_timeout"],
+            )
+            try:
+                policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+            finally:
+                client.close()
+        except ResponseError:  # CONFIG renamed or disabled (most managed services)
+            log.warning(
+                "could not check the Redis store's maxmemory-policy at %s (CONFIG GET refused): "
+                "make sure it is 'noeviction', or replay marks and sessions may be evicted",
+                self.location,
+            )
+            return
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "could not check the Redis store's maxmemory-policy at %s (%s)",
+                self.location,
+                type(exc).__name__,
+            )
+            return
+        if isinstance(policy, bytes):
+            policy = policy.decode("utf-8", "replace")
+        if policy != "noeviction":
+            log.warning(
+                "the Redis store at %s has maxmemory-policy %r: when it fills up it evicts "
+                "keys, replay marks and sessions included (an assertion accepted twice, a "
+                "session Single Logout cannot end). Fix: CONFIG SET maxmemory-policy "
+                "noeviction (maxmemory-policy noeviction in redis.conf)",
+                self.location,
+                policy,
+            )
 
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r}, prefix={self.prefix!r})"

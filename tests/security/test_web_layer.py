@@ -57,11 +57,20 @@ async def test_unsafe_relay_state_never_becomes_the_redirect(make_acs, target):
 @pytest.mark.parametrize("target", UNSAFE_TARGETS)
 async def test_unsafe_next_is_replaced_by_after_login(make_acs, target):
     acs: Acs = make_acs()
-    reply = await acs.engine.handle(request("GET", "/saml/login/?" + urlencode({"next": target})))
-    assert reply.status == 303
+    reply = await _login_round_trip(acs, target)
+    assert reply.status == 303 and header(reply, "location") == "/"
+
+
+async def _login_round_trip(acs: Acs, target: str) -> Response:
+    """`/saml/login/?next=target`, the IdP's answer and the ACS reply (the signed
+    RelayState carries the page to return to)."""
+    acs.register()
+    browser = Browser(acs.engine, acs.idp)
+    reply = await browser.get("/saml/login/?" + urlencode({"next": target}))
+    assert isinstance(reply, Response) and reply.status == 303
     query = parse_qs(urlsplit(header(reply, "location") or "").query)
     info = acs.idp.parse_authn_request(query["SAMLRequest"][0], "redirect")
-    assert await acs.engine.store.get(f"request:{info.request_id}") == {"next": "/"}
+    return await browser.post_acs(acs.mint_encoded(info.request_id), query["RelayState"][0])
 
 
 async def test_allowed_redirect_host_is_honoured(make_acs):
@@ -70,26 +79,23 @@ async def test_allowed_redirect_host_is_honoured(make_acs):
     reply = await browser.post_acs(acs.mint_encoded(), relay_state="https://docs.example.test/x")
     # IdP-initiated RelayState is only ever a local path; `next` may name the host.
     assert header(reply, "location") == "/"
-    login = await acs.engine.handle(
-        request("GET", "/saml/login/?" + urlencode({"next": "https://docs.example.test/x"}))
-    )
-    query = parse_qs(urlsplit(header(login, "location") or "").query)
-    info = acs.idp.parse_authn_request(query["SAMLRequest"][0], "redirect")
-    stored = await acs.engine.store.get(f"request:{info.request_id}")
-    assert stored == {"next": "https://docs.example.test/x"}
+    login = await _login_round_trip(acs, "https://docs.example.test/x")
+    assert login.status == 303 and header(login, "location") == "https://docs.example.test/x"
 
 
 # -- W3, W4, W5, W6: cookies -------------------------------------------------------------------
 
 
-async def test_login_start_sets_no_cookie_and_acs_needs_none(make_acs):
-    """W3: the IdP's cross-site POST carries no SameSite cookie; none is needed."""
+async def test_login_start_sets_only_the_binding_cookie_the_acs_needs(make_acs):
+    """W3: the login binding is the one cookie set before the IdP; SameSite=None and
+    Secure, so the IdP's cross-site POST carries it (tests/test_login_requests.py)."""
     acs: Acs = make_acs()
     browser = Browser(acs.engine, acs.idp)
     request_id = await acs.start_login(browser)
-    assert not browser.cookies
-    reply = await acs.post(acs.mint(request_id), Browser(acs.engine, acs.idp))
+    assert list(browser.cookies) == ["saml_session_login"]
+    reply = await acs.post(acs.mint(request_id), browser)
     await acs.assert_logged_in(reply)
+    assert list(browser.cookies) == ["saml_session"]  # the binding is gone once used
 
 
 async def test_login_issues_a_new_session_id_over_an_existing_session(make_acs):
@@ -374,11 +380,13 @@ async def test_twenty_parallel_posts_of_a_solicited_response_log_in_once(make_ac
     browser = Browser(acs.engine, acs.idp)
     request_id = await acs.start_login(browser)
     encoded = acs.mint_encoded(request_id)
-    browsers = [Browser(acs.engine, acs.idp) for _ in range(20)]
+    # Copies of the browser that started it: only the marks refuse the others.
+    browsers = [Browser(acs.engine, acs.idp, cookies=dict(browser.cookies)) for _ in range(20)]
     with refusal_log() as log:
         replies = await asyncio.gather(*(b.post_acs(encoded, RELAY) for b in browsers))
     assert sorted(r.status for r in replies) == [303] + [403] * 19
     assert set(log.codes) <= {"replay", "wrong_in_response_to"} and len(log.codes) == 19
+    assert sum(1 for b in browsers if "saml_session" in b.cookies) == 1
 
 
 async def test_replay_after_the_first_login_is_refused(make_acs):
