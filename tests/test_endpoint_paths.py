@@ -30,7 +30,7 @@ from saml_middleware.routing import normalized_url, url_in
 from saml_middleware.slo import redirect_url
 from tests import forge
 from tests.forge import KeyPair
-from tests.helpers import SP_BASE, header, request, settings_for
+from tests.helpers import SP_BASE, header, remember_cookies, request, settings_for
 from tests.security.harness import IDP_URL, refusal_log
 from tests.test_slo import logout_request_xml
 
@@ -281,8 +281,15 @@ async def test_a_reply_url_without_trailing_slash_signs_in(
         acs_url=info.acs_url,
     )
     relay = parse_qs(urlsplit(header(to_idp, "location") or "").query)["RelayState"][0]
+    jar: dict[str, str] = {}
+    remember_cookies(jar, to_idp)  # the login binding: the same browser comes back
     reply = await engine.handle(
-        request("POST", "/accounts/saml/acs", form={"SAMLResponse": answer, "RelayState": relay})
+        request(
+            "POST",
+            "/accounts/saml/acs",
+            form={"SAMLResponse": answer, "RelayState": relay},
+            cookies=jar,
+        )
     )
     assert isinstance(reply, Response) and signed_in(reply), reply.body[:300]
     assert header(reply, "location") == "/dashboard"
@@ -430,9 +437,14 @@ async def test_organization_endpoints_at_their_template(idp: DevIdP) -> None:
     )
     relay = parse_qs(urlsplit(location).query)["RelayState"][0]
     # The slug in another case reaches acme's ACS (Destination must still be acme's URL).
+    jar: dict[str, str] = {}
+    remember_cookies(jar, to_idp)  # the login binding: the same browser comes back
     reply = await engine.handle(
         request(
-            "POST", "/accounts/ACME/saml/acs/", form={"SAMLResponse": answer, "RelayState": relay}
+            "POST",
+            "/accounts/ACME/saml/acs/",
+            form={"SAMLResponse": answer, "RelayState": relay},
+            cookies=jar,
         )
     )
     assert isinstance(reply, Response) and signed_in(reply), reply.body[:300]
