@@ -182,10 +182,7 @@ def forwarded_engine(idp: DevIdP) -> Engine:
 @pytest.fixture(scope="module")
 def tenants_engine(idp: DevIdP) -> Engine:
     """Organizations on their own hosts: the Host header names the organization."""
-    organization = {
-        "idp": {"metadata_xml": idp.metadata_xml()},
-        "strict": True,
-    }
+    organization = {"idp": {"metadata_xml": idp.metadata_xml()}}  # strict: the default
     settings = settings_for(
         idp,
         tenants={"acme": organization},
@@ -244,12 +241,12 @@ def new_id() -> str:
     return "_" + uuid.uuid4().hex
 
 
-def fresh(xml: bytes, keys: KeyPair, *, response: bool = False) -> etree._Element:
+def fresh(xml: bytes, keys: KeyPair) -> etree._Element:
     """`xml` with new Response and Assertion IDs, signed again: never a replay."""
     root = etree.fromstring(xml)
     root.set("ID", new_id())
     forge.assertion(root).set("ID", new_id())
-    forge.resign(root, keys, response=response)
+    forge.resign(root, keys)
     return root
 
 
@@ -339,9 +336,7 @@ def with_time(
     return root
 
 
-def logout_message(
-    logout_request: bytes, kind: str, attribute: str, value: str, *, issue_now: bool = True
-) -> bytes:
+def logout_message(logout_request: bytes, kind: str, attribute: str, value: str) -> bytes:
     """A LogoutRequest (the IdP's) or a LogoutResponse with `attribute` set to `value`."""
     if kind == "LogoutRequest":
         root = etree.fromstring(logout_request)
@@ -396,7 +391,7 @@ def test_a_genuine_assertion_in_an_envelope_with_an_impossible_time_is_refused_e
     """The 500 that needed a genuine signed assertion: the unsigned Response around it
     names an impossible IssueInstant, read after the assertion's signature is checked
     and before its replay mark is written, so it could be posted again and again, each
-    time a 500 and a traceback. Now each post is a 400, logged as one line; the
+    time a 500 and a traceback. Now each post is a 4xx, logged as one line; the
     assertion was never accepted, so it signs in once, once only, when sent as issued.
     (Hour 24 passes the in-process backend's schema check, second 60 pysaml2's parser:
     each reached the middleware's own parser on one backend.)"""
@@ -587,7 +582,6 @@ def test_property_no_url_gives_a_500(
     cookies = session_cookie if signed_in else {}
     query = f"?next={quote(url, safe='')}"
     if where == "acs RelayState":
-        reply = None
         with no_traceback_logged():
             reply = post_acs(engine, fresh(baseline, idp_keys), relay_state=url)
         assert_answered(reply)
