@@ -26,14 +26,14 @@ here imports pysaml2; lxml only reads trees that were already parsed hardened.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from lxml import etree
 
 from .errors import SAMLError
 from .routing import url_in
+from .xstime import saml_instant
 
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -301,21 +301,6 @@ def _typed_text(kind: str, text: str) -> str:
 
 
 # -- times ------------------------------------------------------------------------------
-
-_INSTANT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]00:00)?")
-
-
-def saml_instant(value: str | None) -> float | None:
-    """SAML dateTime (UTC, optional fraction) -> epoch seconds; None when absent."""
-    if not value:
-        return None
-    m = _INSTANT.fullmatch(value.strip())
-    if not m:
-        raise SAMLError("malformed", "The SAML message has an invalid timestamp.", 400)
-    # datetime() refuses what strptime("%Y-%m-%dT%H:%M:%S") refuses here (ValueError).
-    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
-    stamp = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-    return stamp.timestamp() + float(m.group(7) or 0)
 
 
 def check_issue_instant(value: str | None, now: float, skew: int, what: str) -> None:

@@ -46,6 +46,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -107,6 +108,7 @@ from .slo import (
 )
 from .stores import Store, StoreUnavailable, make_store
 from .tenants import Organizations, Realm
+from .urls import split_url
 
 if TYPE_CHECKING:
     from .metadata import IdPMetadata
@@ -127,6 +129,72 @@ _UNFRAMED_PAGE = [
 ]
 # Distinct configuration warnings kept per engine (each is logged once).
 _MAX_WARNINGS = 32
+# Distinct unexpected errors (type, place) whose traceback is logged, per process.
+_MAX_ERROR_CAUSES = 256
+
+
+class UnexpectedErrors:
+    """The log of exceptions no check anticipated (bugs), bounded per cause.
+
+    Each one is logged as one line naming its type and the place it was raised;
+    the traceback only the first time that (type, place) is seen in the process,
+    later ones with their count. One bug that a flood of requests sets off then
+    costs one line per request, not a traceback per request.
+    """
+
+    def __init__(self, max_causes: int = _MAX_ERROR_CAUSES) -> None:
+        self._max_causes = max_causes
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def report(self, exc: BaseException, what: str) -> None:
+        """Log `exc`, raised while answering `what` (method and path, say)."""
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        place = _raised_at(exc)
+        key = (kind, place)
+        with self._lock:
+            count = 0  # not counted: too many distinct causes already
+            if key in self._counts or len(self._counts) < self._max_causes:
+                count = self._counts[key] = self._counts.get(key, 0) + 1
+        if count == 1:
+            log.error(
+                "unexpected error in %s: %s at %s (its traceback is logged this once)",
+                what,
+                kind,
+                place,
+                exc_info=exc,
+            )
+        elif count:
+            log.error(
+                "unexpected error in %s: %s at %s (%d times in this process; traceback "
+                "logged at the first)",
+                what,
+                kind,
+                place,
+                count,
+            )
+        else:
+            log.error(
+                "unexpected error in %s: %s at %s (too many kinds of errors to log more "
+                "tracebacks)",
+                what,
+                kind,
+                place,
+            )
+
+
+def _raised_at(exc: BaseException) -> str:
+    """file:line of the frame that raised `exc` (the innermost one)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename.replace("\\", "/").rsplit("/", 2)
+    return f"{'/'.join(path[-2:])}:{tb.tb_lineno}"
+
+
+unexpected_errors = UnexpectedErrors()
 
 
 @dataclass
@@ -428,8 +496,8 @@ class Engine:
                     },
                 )
             return self.error_response(err, request)
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path[:200])
+        except Exception as exc:  # a bug: the last resort, never the way to refuse input
+            unexpected_errors.report(exc, f"{request.method} {request.path[:200]}")
             return self.error_response(
                 SAMLError("internal_error", "Sign-in could not be completed.", 500), request
             )
@@ -839,8 +907,8 @@ class Engine:
             )
         origin = request.headers.get("origin")
         if origin is not None:  # "null" and other non-origins count as foreign
-            parts = urlsplit(origin.strip())
-            origin = _origin(parts.scheme, parts.netloc) or ""
+            parts = split_url(origin.strip())
+            origin = (_origin(parts.scheme, parts.netloc) if parts else None) or ""
         if request.headers.get("sec-fetch-site") == "cross-site" or (
             origin is not None and not self._origin_allowed(origin)
         ):
@@ -1174,8 +1242,8 @@ class Engine:
             return None
         if _local_path(target):
             return target
-        parts = urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts = split_url(target)
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             return None
         base = urlsplit(self.settings.base_url)
         if (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
@@ -1220,7 +1288,8 @@ class Engine:
     def _origin_allowed(self, origin: str) -> bool:
         if origin == _base_origin(self.settings.base_url) or self._organization_origin(origin):
             return True
-        hostname = urlsplit(origin).hostname or ""
+        parts = split_url(origin)
+        hostname = (parts.hostname if parts else None) or ""
         return hostname in self.settings.security.allowed_redirect_hosts
 
     def _check_public_url(self, request: HttpRequest) -> None:
@@ -1359,8 +1428,8 @@ def _local_path(target: str | None) -> str | None:
         return None
     if target.startswith("//") or any(ord(c) < 0x20 or c == "\\" for c in target):
         return None
-    parts = urlsplit(target)
-    return target if not parts.scheme and not parts.netloc else None
+    parts = split_url(target)
+    return target if parts and not parts.scheme and not parts.netloc else None
 
 
 def _under_any(path: str, prefixes: tuple[str, ...]) -> bool:

@@ -38,14 +38,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from cachetools import TLRUCache
 from cryptography import x509
 from lxml import etree
 
 from .config import IdPSettings
-from .errors import ConfigError
+from .errors import ConfigError, SAMLError
+from .urls import split_url
+from .xstime import xs_datetime
 
 logger = logging.getLogger("saml_middleware.metadata")
 
@@ -184,9 +186,8 @@ def manual_metadata_xml(
 
 
 def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    parts = split_url(url)
+    if parts is None:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc) and url == url.strip()
 
@@ -240,21 +241,11 @@ def _parse_xml(data: bytes) -> Any:
 
 
 def _xs_datetime(value: str) -> dt.datetime:
-    """An xs:dateTime (Python 3.10's fromisoformat takes neither 'Z' nor 7 digits)."""
-    match = re.fullmatch(
-        r"\s*(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?\s*", value
-    )
-    problem = MetadataError(f"validUntil is not a date: {_shown(value, 40)}")
-    if not match:
-        raise problem
-    base, fraction, zone = match.groups()
-    micro = (fraction or "").ljust(6, "0")[:6]
-    offset = "+00:00" if zone in (None, "Z") else zone
+    """validUntil as a UTC datetime (metadata may carry an offset)."""
     try:
-        parsed = dt.datetime.fromisoformat(f"{base}.{micro}{offset}")
-    except ValueError:  # e.g. month 13
-        raise problem from None
-    return parsed.astimezone(dt.timezone.utc)
+        return xs_datetime(value, utc_only=False)
+    except SAMLError:
+        raise MetadataError(f"validUntil is not a date: {_shown(value, 40)}") from None
 
 
 def _valid_until(entity: Any) -> dt.datetime | None:
@@ -405,7 +396,8 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(  # type: ignore[no-untyped-def]
         self, req, fp, code, msg, headers, newurl
     ):
-        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+        parts = split_url(newurl)
+        if parts is None or parts.scheme.lower() not in ("http", "https"):
             raise MetadataError("redirect not followed (not http(s))")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
@@ -437,7 +429,8 @@ def fetch_metadata(url: str, timeout: float = 10.0, max_bytes: int = MAX_METADAT
     Raises `MetadataError` with a short reason ("HTTP 404", "timed out",
     "connection refused", "too large", ...).
     """
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    parts = split_url(url)
+    if parts is None or parts.scheme.lower() not in ("http", "https"):
         raise MetadataError("the metadata URL must be http(s)")
     opener = urllib.request.build_opener(_HttpOnlyRedirects())
     request = urllib.request.Request(
@@ -478,7 +471,9 @@ def fetch_metadata(url: str, timeout: float = 10.0, max_bytes: int = MAX_METADAT
 
 def _safe_url(url: str) -> str:
     """The URL for logs: without any user:password@ part."""
-    parts = urlsplit(url)
+    parts = split_url(url)
+    if parts is None:
+        return "(a metadata URL that cannot be parsed)"
     if parts.username is None and parts.password is None:
         return url
     netloc = parts.hostname or ""

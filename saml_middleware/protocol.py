@@ -66,13 +66,13 @@ from .assertions import (
     facts_from_tree,
 )
 from .assertions import VerifiedLogin as VerifiedLogin
-from .assertions import saml_instant as saml_instant
 from .config import Settings
 from .crypto import CryptoBackendError, XmlSecBackend, reuse_parsed, validate_schema
 from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
 from .routing import url_in
+from .xstime import saml_instant as saml_instant
 
 log = logging.getLogger("saml_middleware.protocol")
 
