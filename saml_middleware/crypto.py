@@ -37,6 +37,7 @@ AES-GCM, plus AES-CBC / 3DES-CBC only when asked.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -85,6 +86,7 @@ _ENCRYPTED_KEY = f"{{{XENC}}}EncryptedKey"
 _INCLUSIVE_NAMESPACES = f"{{{EC14N}}}InclusiveNamespaces"
 _SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 _ASSERTION = f"{{{_SAML}}}Assertion"
+_ISSUER = f"{{{_SAML}}}Issuer"
 _ENCRYPTED_ASSERTION = f"{{{_SAML}}}EncryptedAssertion"
 
 # Algorithm URIs (xmldsig, xmldsig-more, xmlenc, xmlenc11).
@@ -337,6 +339,42 @@ class _Policy:
             raise ValueError(f"digest {ref_parts[1].get('Algorithm')!r} not allowed")
 
 
+def in_schema_order(element: etree._Element) -> etree._Element:
+    """`element` as the schema judges it: each enveloped Signature moved to its schema place.
+
+    Auth0 puts the Response's enveloped Signature after the Assertion, where the
+    SAML schema (Issuer, Signature, Extensions, Status, Assertion) has no room for
+    it; pysaml2's xmlsec1 path accepts that, for a Response or an Assertion, as
+    it validates its own re-serialisation, in schema order. The place changes
+    nothing that is signed: the enveloped-signature transform removes the
+    Signature wherever it sits among the element's children, and it is still the
+    one Signature, a direct child, whose one Reference is `#` + the element's ID
+    (checked elsewhere, on the tree as received). So only the schema check sees a
+    copy with the Signature of the element, and of its direct-child Assertions,
+    right after their Issuer; signatures are verified on, and values read from,
+    the tree as received. Returns `element` itself when everything is in place.
+    """
+    view = element
+    nodes = [element, *element.iterchildren(_ASSERTION)]
+    for number, node in enumerate(nodes):
+        children = _children(node)
+        signatures = [child for child in children if child.tag == _SIGNATURE]
+        if len(signatures) != 1:
+            continue  # none to move, or refused by the signature checks
+        others = [child for child in children if child is not signatures[0]]
+        leader = others[0] if others and others[0].tag == _ISSUER else None
+        if children.index(signatures[0]) == (0 if leader is None else 1):
+            continue
+        if view is element:
+            view = copy.deepcopy(element)  # the same nodes at the same positions
+        target = view if number == 0 else list(view.iterchildren(_ASSERTION))[number - 1]
+        moved = target[node.index(signatures[0])]
+        issuer = None if leader is None else target[node.index(leader)]
+        target.remove(moved)
+        target.insert(0 if issuer is None else target.index(issuer) + 1, moved)
+    return view
+
+
 def _ds_names(nodes: list[etree._Element]) -> list[str]:
     """Local names of xmldsig elements; anything from another namespace shows as '?'."""
     return [n.tag[len(DS) + 2 :] if n.tag.startswith(f"{{{DS}}}") else "?" for n in nodes]
@@ -467,7 +505,7 @@ class XmlSecBackend(CryptoBackend):
             assert node_id is not None  # find_target refused None
             self.policy.check_signature_shape(signature, node_id)
             if schema:
-                validate_schema(target)
+                validate_schema(in_schema_order(target))
         except ValueError as exc:
             log.info("signature refused before verification: %s", exc)
             raise SignatureError(f"signature refused: {exc}") from None
@@ -1029,6 +1067,7 @@ class _SelfTestBackend(XmlSecBackend):
 
 __all__ = [
     "CryptoBackendError",
+    "in_schema_order",
     "InProcessSecurityContext",
     "XmlSecBackend",
     "install",

@@ -67,7 +67,13 @@ from .assertions import (
 from .assertions import VerifiedLogin as VerifiedLogin
 from .assertions import saml_instant as saml_instant
 from .config import Settings
-from .crypto import CryptoBackendError, XmlSecBackend, reuse_parsed, validate_schema
+from .crypto import (
+    CryptoBackendError,
+    XmlSecBackend,
+    in_schema_order,
+    reuse_parsed,
+    validate_schema,
+)
 from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
@@ -1004,6 +1010,7 @@ def _native_response_schema(root: etree._Element) -> None:
     foreign-namespace children is tried again, and a signed assertion that is
     itself invalid is `invalid_signature`, as on the pysaml2 path.
     """
+    root = in_schema_order(root)  # a copy when a Signature is out of place (crypto.py)
     try:
         validate_schema(root)
         return
