@@ -37,7 +37,7 @@ def corpus_dir() -> Path | None:
 def case_dir(name: str, kind: str = "corpus") -> Path:
     root = corpus_dir()
     if root is None or not (root / kind / name).is_dir():
-        pytest.skip(f"the real-world corpus case {kind}/{name} is not here (set SAML_REALWORLD_DIR)")
+        pytest.skip(f"the real-world case {kind}/{name} is not here (set SAML_REALWORLD_DIR)")
     return root / kind / name
 
 

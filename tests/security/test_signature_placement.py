@@ -1,9 +1,10 @@
 """Where a Response's enveloped signature may sit, and the forgeries that stay refused.
 
 Auth0 sends the Response's Signature after the Assertion (the SAML schema wants
-it right after the Issuer). Its place among the signed element's children changes
-nothing that is signed, so both verification paths accept it (docs/security.md, "Leniencies"); the attacks that
-the schema order could otherwise be thought to stop are refused all the same.
+it right after the Issuer). Its place among the signed element's children
+changes nothing that is signed, so both verification paths accept it
+(docs/security.md, "Leniencies"); the attacks that the schema order could
+otherwise be thought to stop are refused all the same.
 """
 
 from __future__ import annotations
