@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ from .assertions import (
 )
 from .assertions import VerifiedLogin as VerifiedLogin
 from .assertions import saml_instant as saml_instant
-from .config import Settings
+from .config import DATA_ENCRYPTION, KEY_TRANSPORT, Settings
 from .crypto import (
     CryptoBackendError,
     XmlSecBackend,
@@ -115,15 +115,11 @@ _ENVELOPED = f"{_DS}enveloped-signature"
 C14N_METHODS = frozenset({_EXC_C14N})
 TRANSFORMS = frozenset({_ENVELOPED, _EXC_C14N, f"{_EXC_C14N}WithComments"})
 MAX_TRANSFORMS = 2
-# EncryptedAssertion: RSA-OAEP key transport (never RSA PKCS#1 v1.5, the
-# Bleichenbacher oracle) and an AES (or pysaml2's default 3DES) block cipher.
-KEY_TRANSPORT_METHODS = frozenset(
-    {f"{NS_XENC}rsa-oaep-mgf1p", "http://www.w3.org/2009/xmlenc11#rsa-oaep"}
-)
-BLOCK_CIPHERS = frozenset(
-    {f"{NS_XENC}{name}-cbc" for name in ("aes128", "aes192", "aes256", "tripledes")}
-    | {f"http://www.w3.org/2009/xmlenc11#aes{bits}-gcm" for bits in (128, 192, 256)}
-)
+# EncryptedAssertion, by default (`security.allowed_key_transport` and
+# `allowed_data_encryption` change it): RSA-OAEP key transport (not RSA PKCS#1
+# v1.5, the Bleichenbacher oracle) and AES (not 3DES, a 64-bit block cipher).
+KEY_TRANSPORT_METHODS = frozenset(uri for uri, safe in KEY_TRANSPORT.items() if safe)
+BLOCK_CIPHERS = frozenset(uri for uri, safe in DATA_ENCRYPTION.items() if safe)
 
 # Refusals about signatures, keys, algorithms and decryption. Telling them apart
 # from outside would make the SP an oracle (which forged signature got further,
@@ -329,8 +325,18 @@ _DIGEST_METHOD = _xpath("ds:DigestMethod/@Algorithm")
 _STRING_VALUE = etree.XPath("string()")
 
 
-def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
-    """Structural checks that need no key: refuse early and cheaply."""
+def inspect_response(
+    data: bytes,
+    *,
+    reject_sha1: bool,
+    key_transport: Collection[str] = KEY_TRANSPORT_METHODS,
+    data_encryption: Collection[str] = BLOCK_CIPHERS,
+) -> ResponseEnvelope:
+    """Structural checks that need no key: refuse early and cheaply.
+
+    `key_transport` and `data_encryption` are the algorithms an encrypted
+    assertion may use (`security.allowed_key_transport` / `allowed_data_encryption`).
+    """
     root = parse_xml(data)
     if root.tag != _RESPONSE:
         raise SAMLError("malformed", "The SAML message is not a Response.", 400)
@@ -349,7 +355,7 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     check_signatures(root, reject_sha1=reject_sha1)
     encrypted = direct[0].tag != _ASSERTION
     if encrypted:
-        _check_encryption(direct[0])
+        _check_encryption(direct[0], key_transport, data_encryption)
     assertion_issuer = None if encrypted else _text(direct[0].find("saml:Issuer", NS)) or ""
     issuer = _text(root.find("saml:Issuer", namespaces=NS))
     return ResponseEnvelope(
@@ -447,22 +453,31 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
             raise _wrong_signed_element("does not reference the element it is on")
 
 
-def _check_encryption(encrypted_assertion: etree._Element) -> None:
-    """One EncryptedData, RSA-OAEP key transport, an allow-listed block cipher."""
+def _check_encryption(
+    encrypted_assertion: etree._Element,
+    key_transport: Collection[str],
+    data_encryption: Collection[str],
+) -> None:
+    """One EncryptedData, allow-listed key transport and block cipher (both backends)."""
     data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": NS_XENC})
     if len(data) != 1:
         raise SAMLError("decryption_failed", "The encrypted assertion is malformed.")
     ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC})
-    if len(ciphers) != 1 or str(ciphers[0]) not in BLOCK_CIPHERS:
-        raise _refuse_algorithm("encryption algorithm", str(ciphers[0]) if ciphers else None)
+    if len(ciphers) != 1 or str(ciphers[0]) not in data_encryption:
+        raise _refuse_algorithm(
+            "encryption algorithm (security.allowed_data_encryption)",
+            str(ciphers[0]) if ciphers else None,
+        )
     keys = encrypted_assertion.xpath(
         ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC}
     )
     if not keys:
         raise SAMLError("decryption_failed", "The encrypted assertion carries no key.")
     for key in keys:
-        if str(key) not in KEY_TRANSPORT_METHODS:
-            raise _refuse_algorithm("key transport algorithm", str(key))
+        if str(key) not in key_transport:
+            raise _refuse_algorithm(
+                "key transport algorithm (security.allowed_key_transport)", str(key)
+            )
 
 
 def public_error(err: SAMLError) -> SAMLError:
@@ -573,8 +588,8 @@ class ServiceProvider:
                 backend = install_crypto(
                     self.client,
                     reject_sha1=security.reject_sha1,
-                    allow_aes_cbc=True,
-                    allow_3des=True,
+                    key_transport=security.allowed_key_transport,
+                    data_encryption=security.allowed_data_encryption,
                 )
             except CryptoBackendError as exc:
                 raise ConfigError("security.crypto_backend", str(exc)) from None
@@ -712,7 +727,7 @@ class ServiceProvider:
         otherwise `verify_response` refuses it (`wrong_in_response_to`). `now`
         may be a clock, read after `lookup`.
         """
-        envelope = inspect_response(xml, reject_sha1=self.settings.security.reject_sha1)
+        envelope = self.inspect(xml)
         record = lookup(envelope)
         if record is NOT_YET:
             return CheckedResponse(envelope, None, None)
@@ -722,6 +737,16 @@ class ServiceProvider:
             now=now() if callable(now) else now,
         )
         return CheckedResponse(envelope, login, record)
+
+    def inspect(self, xml: bytes) -> ResponseEnvelope:
+        """`inspect_response` under this SP's security settings."""
+        security = self.settings.security
+        return inspect_response(
+            xml,
+            reject_sha1=security.reject_sha1,
+            key_transport=security.allowed_key_transport,
+            data_encryption=security.allowed_data_encryption,
+        )
 
     def verify_response(
         self,
