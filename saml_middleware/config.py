@@ -719,6 +719,8 @@ def _algorithms(sec: _Section, name: str, known: Mapping[str, bool]) -> tuple[st
     if not values:
         raise ConfigError(sec.key(name), "must name at least one algorithm")
     return tuple(dict.fromkeys(values))
+
+
 _STORE_BACKENDS = ("memory", "redis")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 

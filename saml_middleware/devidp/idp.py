@@ -195,7 +195,9 @@ class _Server(Server):
             wrapped, unwrapped = get_pem_wrapped_unwrapped(cert)
             try:
                 cert_file = make_temp(
-                    wrapped.encode("ascii"), decode=False, delete_tmpfiles=self.config.delete_tmpfiles
+                    wrapped.encode("ascii"),
+                    decode=False,
+                    delete_tmpfiles=self.config.delete_tmpfiles,
                 )
                 template = pre_encryption_part(
                     msg_enc=DATA_ENCRYPTION,
