@@ -35,7 +35,7 @@ class SPSettings:
     entity_id: str
     key_pem: str | None = field(repr=False)
     cert_pem: str | None
-    name_id_format: str
+    name_id_format: str | None  # None: no NameIDPolicy (the IdP's default, Entra's unspecified)
     sign_authn_requests: bool
 
 
@@ -398,7 +398,9 @@ def _sp(root: _Section, base_url: str, prefix: str) -> SPSettings:
             sec.key("cert_file" if key_pem else "key_file"),
             "a signing key and its certificate must be given together",
         )
-    name_id_format = sec.text("name_id_format", NAMEID_EMAIL) or NAMEID_EMAIL
+    # An explicit None asks for no format at all; absent or empty: the email default.
+    asked_for_none = "name_id_format" in sec.raw and sec.get("name_id_format") is None
+    name_id_format = None if asked_for_none else sec.text("name_id_format") or NAMEID_EMAIL
     sign = sec.flag("sign_authn_requests", False)
     if sign and not key_pem:
         raise ConfigError(sec.key("sign_authn_requests"), "needs sp.key_file and sp.cert_file")

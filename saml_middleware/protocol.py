@@ -686,6 +686,7 @@ class ServiceProvider:
         request_id, request = self.client.create_authn_request(
             destination,
             binding=BINDING_HTTP_POST,
+            name_id_policy=_name_id_policy(self.settings.sp.name_id_format),
             sign=sign and binding == BINDING_HTTP_POST,
             sign_alg=SIG_RSA_SHA256,
             digest_alg=DIGEST_SHA256,
@@ -1005,6 +1006,22 @@ class ServiceProvider:
             backend.decrypt_with_key(etree.tostring(node), key_pem)
         except DecryptError:
             raise _decryption_failed() from None
+
+
+_TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+
+
+def _name_id_policy(name_id_format: str | None) -> samlp.NameIDPolicy | None:
+    """The NameIDPolicy of `sp.name_id_format`: that format, AllowCreate="true".
+
+    None (no policy) leaves the format to the IdP (Entra then sends its
+    configured one, "unspecified"). AllowCreate is left out for transient IDs,
+    as pysaml2 does (the SAML 2.0 errata: it must not be used with them).
+    """
+    if name_id_format is None:
+        return None
+    allow_create = None if name_id_format == _TRANSIENT else "true"
+    return samlp.NameIDPolicy(format=name_id_format, allow_create=allow_create)
 
 
 _SIGNATURE_CHILD = f"{{{NS['ds']}}}Signature"
