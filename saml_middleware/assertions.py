@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -261,18 +262,68 @@ def _tree_attributes(assertion: etree._Element) -> tuple[tuple[str, tuple[str, .
     return tuple(found)
 
 
+def name_id_value(text: str, name_qualifier: str | None, sp_name_qualifier: str | None) -> str:
+    """A NameID inside an AttributeValue (eduPersonTargetedID) as one string.
+
+    Shibboleth SP's classic form, `NameQualifier!SPNameQualifier!value`, with an
+    absent qualifier left empty (`!!value`): the qualifiers say whose
+    identifier it is (a pairwise ID is only unique per IdP and SP).
+    """
+    return f"{name_qualifier or ''}!{sp_name_qualifier or ''}!{text}"
+
+
+def joined_text(pieces: Iterable[str | None]) -> str:
+    """Element content read as text: each element's own text, stripped, joined by spaces."""
+    return " ".join(piece.strip() for piece in pieces if piece and piece.strip())
+
+
+def _structured_value_text(value: etree._Element) -> str:
+    """An AttributeValue with element content, read as both paths read it.
+
+    One saml:NameID: `name_id_value`. Other elements: their text (`joined_text`,
+    each element's own text; pysaml2 keeps no text that follows a child
+    element, so neither does this). Text beside the elements (mixed content) is
+    refused: pysaml2 types such a value as a string, which its schema check of
+    the signed assertion then refuses.
+    """
+    if joined_text([_own_text(value)]):
+        raise SAMLError(
+            "invalid_response",
+            "The SAML assertion has an attribute value mixing text and elements.",
+        )
+    children = [child for child in value if isinstance(child.tag, str)]
+    if len(children) == 1 and children[0].tag == _NAME_ID:
+        node = children[0]
+        return name_id_value(
+            element_text(node) or "", node.get("NameQualifier"), node.get("SPNameQualifier")
+        )
+    return joined_text(
+        _own_text(node) for node in value.iterdescendants() if isinstance(node.tag, str)
+    )
+
+
+def _own_text(node: etree._Element) -> str:
+    """An element's character data before and between its comments (not after a child element)."""
+    parts = [node.text or ""]
+    parts.extend(child.tail or "" for child in node if not isinstance(child.tag, str))
+    return "".join(parts)
+
+
 def attribute_value_text(value: etree._Element) -> str:
-    """An AttributeValue as pysaml2 reports it: typed values normalised, then stripped."""
-    if _has_element_children(value):
-        # pysaml2 reads no text from element content (and its schema check of the
-        # re-serialised item then fails): refused, never read half.
-        raise SAMLError("invalid_response", "The SAML assertion has a structured attribute value.")
+    """An AttributeValue as pysaml2 reports it: typed values normalised, then stripped.
+
+    Element content (a NameID in eduPersonTargetedID, say) is read as text
+    (`_structured_value_text`), never refused: one odd attribute must not stop
+    a sign-in.
+    """
     if any(not name.startswith(f"{{{XSI}}}") for name in value.attrib):
         # pysaml2 re-serialises the value as a typed simple value, which the
         # schema check of the signed assertion then refuses: never accepted here.
         raise SAMLError(
             "invalid_response", "The SAML assertion has an attribute value with attributes."
         )
+    if _has_element_children(value):
+        return _structured_value_text(value)
     text = str(_STRING_VALUE(value))
     declared = value.get(_XSI_TYPE)
     if declared and text:

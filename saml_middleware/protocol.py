@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,8 @@ from .assertions import (
     check_facts,
     check_issue_instant,
     facts_from_tree,
+    joined_text,
+    name_id_value,
 )
 from .assertions import VerifiedLogin as VerifiedLogin
 from .assertions import saml_instant as saml_instant
@@ -1202,6 +1204,27 @@ def _attributes(assertion: saml.Assertion) -> dict[str, list[str]]:
         for attribute in statement.attribute or []:
             values = found.setdefault(attribute.name, [])
             for value in attribute.attribute_value or []:
-                if value.text is not None:
+                if value.extension_elements:
+                    values.append(_pysaml2_structured_value(value))
+                elif value.text is not None:
                     values.append(value.text.strip())
     return found
+
+
+def _pysaml2_structured_value(value: Any) -> str:
+    """An AttributeValue with element content, as `assertions.attribute_value_text` reads it."""
+    children = value.extension_elements
+    first = children[0]
+    if len(children) == 1 and (first.namespace, first.tag) == (NS["saml"], "NameID"):
+        return name_id_value(
+            (first.text or "").strip(),
+            first.attributes.get("NameQualifier"),
+            first.attributes.get("SPNameQualifier"),
+        )
+
+    def texts(node: Any) -> Iterator[str | None]:
+        yield node.text
+        for child in node.children:
+            yield from texts(child)
+
+    return joined_text(t for child in children for t in texts(child))
