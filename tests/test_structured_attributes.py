@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the security fixtures are imported, then requested by name
 """Attribute values with element content are read, never fatal, alike on both paths.
 
 A NameID inside an AttributeValue (eduPersonTargetedID) becomes
