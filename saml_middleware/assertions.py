@@ -86,6 +86,10 @@ class VerifiedLogin:
     response_id: str
     in_response_to: str | None
     expires_at: float  # epoch seconds: the latest NotOnOrAfter in the assertion
+    # The NameID's qualifiers as received: a LogoutRequest names the user by all of them.
+    name_id_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    sp_provided_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class EntityName:
     text: str | None
     format: str | None = None
     sp_name_qualifier: str | None = None
+    name_qualifier: str | None = None
+    sp_provided_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,13 @@ def _has_element_children(node: etree._Element) -> bool:
 def _entity_name(node: etree._Element | None) -> EntityName | None:
     if node is None:
         return None
-    return EntityName(element_text(node), node.get("Format"), node.get("SPNameQualifier"))
+    return EntityName(
+        element_text(node),
+        node.get("Format"),
+        node.get("SPNameQualifier"),
+        node.get("NameQualifier"),
+        node.get("SPProvidedID"),
+    )
 
 
 def facts_from_tree(
@@ -461,6 +473,9 @@ def check_facts(
         response_id=facts.response_id,
         in_response_to=in_response_to,
         expires_at=max(expiries) + skew,
+        name_id_qualifier=name_id.name_qualifier,
+        sp_name_qualifier=name_id.sp_name_qualifier,
+        sp_provided_id=name_id.sp_provided_id,
     )
 
 

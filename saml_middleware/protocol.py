@@ -1168,7 +1168,11 @@ def _pysaml2_name(node: Any) -> EntityName | None:
     if node is None:
         return None
     return EntityName(
-        (node.text or "").strip(), node.format, getattr(node, "sp_name_qualifier", None)
+        (node.text or "").strip(),
+        node.format,
+        getattr(node, "sp_name_qualifier", None),
+        getattr(node, "name_qualifier", None),
+        getattr(node, "sp_provided_id", None),
     )
 
 

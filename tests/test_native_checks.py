@@ -178,6 +178,25 @@ def test_structured_attribute_values_are_read_alike(setup, markup, read):
     assert next(iter(native[1].attributes.values()))[-1] == read
 
 
+def test_name_id_qualifiers_are_read_alike(setup):
+    sp = setup[0]
+
+    def qualified(assertion):
+        name_id = forge.one(assertion, "saml:Subject/saml:NameID")
+        name_id.set("NameQualifier", "urn:idp:qualifier")
+        name_id.set("SPNameQualifier", sp.settings.sp.entity_id)
+        name_id.set("SPProvidedID", "app-7")
+
+    native, reference = run(setup, qualified)
+    assert native[0] == "accepted" and native == reference
+    login = native[1]
+    assert (login.name_id_qualifier, login.sp_name_qualifier, login.sp_provided_id) == (
+        "urn:idp:qualifier",
+        sp.settings.sp.entity_id,
+        "app-7",
+    )
+
+
 def test_text_beside_elements_in_an_attribute_value_is_refused_by_both(setup):
     def mixed(assertion):
         add_value(

@@ -377,8 +377,13 @@ class _SingleLogout:
         binding: str = "redirect",
         relay_state: str | None = None,
         sign: bool = True,
+        name_qualifier: str | None = None,
+        sp_name_qualifier: str | None = None,
     ) -> tuple[str, Outbound]:
-        """An IdP-initiated LogoutRequest for `name_id` at `sp_entity_id`: (its ID, how to send)."""
+        """An IdP-initiated LogoutRequest for `name_id` at `sp_entity_id`: (its ID, how to send).
+
+        The NameID carries `name_qualifier` / `sp_name_qualifier` when given.
+        """
         if binding not in _BINDINGS:
             raise DevIdPError("binding must be 'redirect' or 'post'")
         server = self._current_server()
@@ -388,7 +393,12 @@ class _SingleLogout:
         request_id, request = server.create_logout_request(
             destination,
             sp_entity_id,
-            name_id=saml.NameID(format=NAMEID_EMAIL, text=name_id),
+            name_id=saml.NameID(
+                format=NAMEID_EMAIL,
+                name_qualifier=name_qualifier,
+                sp_name_qualifier=sp_name_qualifier,
+                text=name_id,
+            ),
             session_indexes=list(session_indexes) or None,
             sign=sign and binding == "post",
             sign_alg=self.signing_algorithm,
