@@ -267,10 +267,13 @@ def _tree_attributes(assertion: etree._Element) -> tuple[tuple[str, tuple[str, .
             # pysaml2 would decrypt it; the native path does not read encrypted attributes.
             raise SAMLError("invalid_response", "The SAML assertion has encrypted attributes.")
         for attribute in statement.iterchildren(_ATTRIBUTE):
+            name = attribute.get("Name")
+            if not name:  # pysaml2: "Required value on property 'name' missing"
+                raise SAMLError("invalid_response", "The SAML assertion has an unnamed attribute.")
             values = tuple(
                 attribute_value_text(value) for value in attribute.iterchildren(_ATTRIBUTE_VALUE)
             )
-            found.append((attribute.get("Name") or "", values))
+            found.append((name, values))
     return tuple(found)
 
 

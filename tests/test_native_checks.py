@@ -197,6 +197,16 @@ def test_name_id_qualifiers_are_read_alike(setup):
     )
 
 
+def test_an_attribute_with_an_empty_name_is_refused_by_both(setup):
+    def unnamed(assertion):
+        assertion.xpath("saml:AttributeStatement/saml:Attribute", namespaces=forge.NS)[0].set(
+            "Name", ""
+        )
+
+    native, reference = run(setup, unnamed)
+    assert native == reference == ("refused", "invalid_response")
+
+
 def test_text_beside_elements_in_an_attribute_value_is_refused_by_both(setup):
     def mixed(assertion):
         add_value(
