@@ -438,9 +438,12 @@ class XmlSecBackend(CryptoBackend):
         self.policy = _Policy(reject_sha1=reject_sha1)
         self._keys = _KeyCache()
         self.key_transport = frozenset(key_transport)
+        unsupported = (self.key_transport - KEY_TRANSPORTS) | (
+            set(data_encryption) - set(DATA_KEY_SIZES)
+        )
+        if unsupported:
+            raise ValueError(f"unsupported encryption algorithms {sorted(unsupported)}")
         self._data_algorithms = {uri: DATA_KEY_SIZES[uri] for uri in data_encryption}
-        if not self.key_transport <= KEY_TRANSPORTS:
-            raise ValueError(f"unsupported key transport {sorted(self.key_transport)}")
 
     @property
     def version(self) -> str:

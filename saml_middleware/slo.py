@@ -432,8 +432,9 @@ def build_logout_request(
     """The SP's LogoutRequest for a user (its ID, how to send it); None without an IdP SLO URL.
 
     The NameID is the assertion's, qualifiers included (SAML core 3.7.1: the
-    IdP matches the principal by all of them). Signed when the SP has a key: a
-    query signature over HTTP-Redirect, an enveloped one over HTTP-POST.
+    principal as the IdP and the SP know it; an IdP may compare every field).
+    Signed when the SP has a key: a query signature over HTTP-Redirect, an
+    enveloped one over HTTP-POST.
     """
     endpoint = _idp_endpoint(sp)
     if endpoint is None:
