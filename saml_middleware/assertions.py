@@ -26,6 +26,7 @@ here imports pysaml2; lxml only reads trees that were already parsed hardened.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,6 +87,10 @@ class VerifiedLogin:
     response_id: str
     in_response_to: str | None
     expires_at: float  # epoch seconds: the latest NotOnOrAfter in the assertion
+    # The NameID's qualifiers as received: a LogoutRequest names the user by all of them.
+    name_id_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    sp_provided_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class EntityName:
     text: str | None
     format: str | None = None
     sp_name_qualifier: str | None = None
+    name_qualifier: str | None = None
+    sp_provided_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,13 @@ def _has_element_children(node: etree._Element) -> bool:
 def _entity_name(node: etree._Element | None) -> EntityName | None:
     if node is None:
         return None
-    return EntityName(element_text(node), node.get("Format"), node.get("SPNameQualifier"))
+    return EntityName(
+        element_text(node),
+        node.get("Format"),
+        node.get("SPNameQualifier"),
+        node.get("NameQualifier"),
+        node.get("SPProvidedID"),
+    )
 
 
 def facts_from_tree(
@@ -255,25 +268,78 @@ def _tree_attributes(assertion: etree._Element) -> tuple[tuple[str, tuple[str, .
             # pysaml2 would decrypt it; the native path does not read encrypted attributes.
             raise SAMLError("invalid_response", "The SAML assertion has encrypted attributes.")
         for attribute in statement.iterchildren(_ATTRIBUTE):
+            name = attribute.get("Name")
+            if not name:  # pysaml2: "Required value on property 'name' missing"
+                raise SAMLError("invalid_response", "The SAML assertion has an unnamed attribute.")
             values = tuple(
                 attribute_value_text(value) for value in attribute.iterchildren(_ATTRIBUTE_VALUE)
             )
-            found.append((attribute.get("Name") or "", values))
+            found.append((name, values))
     return tuple(found)
 
 
+def name_id_value(text: str, name_qualifier: str | None, sp_name_qualifier: str | None) -> str:
+    """A NameID inside an AttributeValue (eduPersonTargetedID) as one string.
+
+    Shibboleth SP's classic form, `NameQualifier!SPNameQualifier!value`, with an
+    absent qualifier left empty (`!!value`): the qualifiers say whose
+    identifier it is (a pairwise ID is only unique per IdP and SP).
+    """
+    return f"{name_qualifier or ''}!{sp_name_qualifier or ''}!{text}"
+
+
+def joined_text(pieces: Iterable[str | None]) -> str:
+    """Element content read as text: each element's own text, stripped, joined by spaces."""
+    return " ".join(piece.strip() for piece in pieces if piece and piece.strip())
+
+
+def _structured_value_text(value: etree._Element) -> str:
+    """An AttributeValue with element content, read as both paths read it.
+
+    One saml:NameID: `name_id_value`. Other elements: their text (`joined_text`,
+    each element's own text; pysaml2 keeps no text that follows a child
+    element, so neither does this). Text beside the elements (mixed content) is
+    refused: pysaml2 types such a value as a string, which its schema check of
+    the signed assertion then refuses.
+    """
+    if joined_text([_own_text(value)]):
+        raise SAMLError(
+            "invalid_response",
+            "The SAML assertion has an attribute value mixing text and elements.",
+        )
+    children = [child for child in value if isinstance(child.tag, str)]
+    if len(children) == 1 and children[0].tag == _NAME_ID:
+        node = children[0]
+        return name_id_value(
+            element_text(node) or "", node.get("NameQualifier"), node.get("SPNameQualifier")
+        )
+    return joined_text(
+        _own_text(node) for node in value.iterdescendants() if isinstance(node.tag, str)
+    )
+
+
+def _own_text(node: etree._Element) -> str:
+    """An element's character data before and between its comments (not after a child element)."""
+    parts = [node.text or ""]
+    parts.extend(child.tail or "" for child in node if not isinstance(child.tag, str))
+    return "".join(parts)
+
+
 def attribute_value_text(value: etree._Element) -> str:
-    """An AttributeValue as pysaml2 reports it: typed values normalised, then stripped."""
-    if _has_element_children(value):
-        # pysaml2 reads no text from element content (and its schema check of the
-        # re-serialised item then fails): refused, never read half.
-        raise SAMLError("invalid_response", "The SAML assertion has a structured attribute value.")
+    """An AttributeValue as pysaml2 reports it: typed values normalised, then stripped.
+
+    Element content (a NameID in eduPersonTargetedID, say) is read as text
+    (`_structured_value_text`), never refused: one odd attribute must not stop
+    a sign-in.
+    """
     if any(not name.startswith(f"{{{XSI}}}") for name in value.attrib):
         # pysaml2 re-serialises the value as a typed simple value, which the
         # schema check of the signed assertion then refuses: never accepted here.
         raise SAMLError(
             "invalid_response", "The SAML assertion has an attribute value with attributes."
         )
+    if _has_element_children(value):
+        return _structured_value_text(value)
     text = str(_STRING_VALUE(value))
     declared = value.get(_XSI_TYPE)
     if declared and text:
@@ -408,6 +474,9 @@ def check_facts(
         response_id=facts.response_id,
         in_response_to=in_response_to,
         expires_at=max(expiries) + skew,
+        name_id_qualifier=name_id.name_qualifier,
+        sp_name_qualifier=name_id.sp_name_qualifier,
+        sp_provided_id=name_id.sp_provided_id,
     )
 
 

@@ -39,7 +39,7 @@ class SPSettings:
     entity_id: str
     key_pem: str | None = field(repr=False)
     cert_pem: str | None
-    name_id_format: str
+    name_id_format: str | None  # None: no NameIDPolicy (the IdP's default, Entra's unspecified)
     sign_authn_requests: bool
 
 
@@ -123,6 +123,9 @@ class SecuritySettings:
     want_logout_signed: bool = True
     # "xmlsec1": pysaml2's subprocess backend; "inprocess": crypto.py on the xmlsec binding.
     crypto_backend: str = "inprocess"
+    # Algorithm URIs an EncryptedAssertion may use, checked before any decryption.
+    allowed_key_transport: tuple[str, ...] = ()
+    allowed_data_encryption: tuple[str, ...] = ()
 
 
 # The memory store's default bound for each kind of entry: a kind that is full
@@ -505,7 +508,9 @@ def _sp(root: _Section, base_url: str, paths: PathSettings) -> SPSettings:
             sec.key("cert_file" if key_pem else "key_file"),
             "a signing key and its certificate must be given together",
         )
-    name_id_format = sec.text("name_id_format", NAMEID_EMAIL) or NAMEID_EMAIL
+    # An explicit None asks for no format at all; absent or empty: the email default.
+    asked_for_none = "name_id_format" in sec.raw and sec.get("name_id_format") is None
+    name_id_format = None if asked_for_none else sec.text("name_id_format") or NAMEID_EMAIL
     sign = sec.flag("sign_authn_requests", False)
     if sign and not key_pem:
         raise ConfigError(sec.key("sign_authn_requests"), "needs sp.key_file and sp.cert_file")
@@ -802,6 +807,8 @@ def _security(root: _Section) -> SecuritySettings:
         trust_forwarded_headers=sec.flag("trust_forwarded_headers", False),
         want_logout_signed=sec.flag("want_logout_signed", True),
         crypto_backend=sec.text("crypto_backend", "inprocess") or "",
+        allowed_key_transport=_algorithms(sec, "allowed_key_transport", KEY_TRANSPORT),
+        allowed_data_encryption=_algorithms(sec, "allowed_data_encryption", DATA_ENCRYPTION),
     )
     if values.crypto_backend not in CRYPTO_BACKENDS:
         raise ConfigError(sec.key("crypto_backend"), f"must be one of {CRYPTO_BACKENDS}")
@@ -817,6 +824,38 @@ def _security(root: _Section) -> SecuritySettings:
 
 
 CRYPTO_BACKENDS = ("xmlsec1", "inprocess")
+
+_XENC = "http://www.w3.org/2001/04/xmlenc#"
+_XENC11 = "http://www.w3.org/2009/xmlenc11#"
+# Encrypted assertions: every algorithm both backends can decrypt -> allowed by default.
+# RSA PKCS#1 v1.5 key transport is open to Bleichenbacher's padding oracle and
+# 3DES-CBC is a 64-bit block cipher (Sweet32): supported, refused unless listed.
+KEY_TRANSPORT = {
+    f"{_XENC}rsa-oaep-mgf1p": True,
+    f"{_XENC11}rsa-oaep": True,
+    f"{_XENC}rsa-1_5": False,
+}
+DATA_ENCRYPTION = {
+    **{f"{_XENC}aes{bits}-cbc": True for bits in (128, 192, 256)},
+    **{f"{_XENC11}aes{bits}-gcm": True for bits in (128, 192, 256)},
+    f"{_XENC}tripledes-cbc": False,
+}
+
+
+def _algorithms(sec: _Section, name: str, known: Mapping[str, bool]) -> tuple[str, ...]:
+    """A list of algorithm URIs from `known` (default: those `known` marks as safe)."""
+    default = tuple(uri for uri, safe in known.items() if safe)
+    values = sec.texts(name, default)
+    for value in values:
+        if value not in known:
+            raise ConfigError(
+                sec.key(name), f"unknown algorithm {_shown(name, value)}; known: {sorted(known)}"
+            )
+    if not values:
+        raise ConfigError(sec.key(name), "must name at least one algorithm")
+    return tuple(dict.fromkeys(values))
+
+
 _STORE_BACKENDS = ("memory", "redis")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 

@@ -29,14 +29,16 @@ compiled once per thread) instead of pure-Python `xmlschema` (3-10 ms per
 message): on pysaml2's re-serialisation of the item, as upstream, and on the
 element the backend verifies.
 Its `correctly_signed_response` parses a Response once where pysaml2 parses it
-up to four times. Decryption (`decrypt`) accepts RSA-OAEP key transport and
-AES-GCM, plus AES-CBC / 3DES-CBC only when asked.
+up to four times. Decryption (`decrypt`) accepts the key transport and content
+encryption algorithms it is given (by default RSA-OAEP and AES-GCM; the
+middleware passes `security.allowed_key_transport` / `allowed_data_encryption`).
 
 `install(client, reject_sha1=...)` puts both on a pysaml2 client.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -85,6 +87,7 @@ _ENCRYPTED_KEY = f"{{{XENC}}}EncryptedKey"
 _INCLUSIVE_NAMESPACES = f"{{{EC14N}}}InclusiveNamespaces"
 _SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 _ASSERTION = f"{{{_SAML}}}Assertion"
+_ISSUER = f"{{{_SAML}}}Issuer"
 _ENCRYPTED_ASSERTION = f"{{{_SAML}}}EncryptedAssertion"
 
 # Algorithm URIs (xmldsig, xmldsig-more, xmlenc, xmlenc11).
@@ -103,6 +106,7 @@ ECDSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"
 ECDSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"
 RSA_OAEP_MGF1P = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
 RSA_OAEP = "http://www.w3.org/2009/xmlenc11#rsa-oaep"
+RSA_1_5 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
 AES_GCM = {
     "http://www.w3.org/2009/xmlenc11#aes128-gcm": 16,
     "http://www.w3.org/2009/xmlenc11#aes192-gcm": 24,
@@ -113,8 +117,11 @@ AES_CBC = {
     "http://www.w3.org/2001/04/xmlenc#aes192-cbc": 24,
     "http://www.w3.org/2001/04/xmlenc#aes256-cbc": 32,
 }
-# pysaml2's own IdP side encrypts with 3DES and nothing else (sigver.pre_encryption_part).
+# pysaml2's own IdP side encrypts with 3DES by default (sigver.pre_encryption_part).
 TRIPLE_DES_CBC = "http://www.w3.org/2001/04/xmlenc#tripledes-cbc"
+# Session key sizes (bytes) of the content encryption algorithms this backend can decrypt.
+DATA_KEY_SIZES = {**AES_GCM, **AES_CBC, TRIPLE_DES_CBC: 24}
+KEY_TRANSPORTS = frozenset({RSA_OAEP_MGF1P, RSA_OAEP, RSA_1_5})
 _ENC_ELEMENT = "http://www.w3.org/2001/04/xmlenc#Element"
 # OAEP's own hash and mask function: SHA-1 there is not a signature weakness.
 _OAEP_DIGESTS = {SHA1, SHA256, SHA384, SHA512}
@@ -337,6 +344,42 @@ class _Policy:
             raise ValueError(f"digest {ref_parts[1].get('Algorithm')!r} not allowed")
 
 
+def in_schema_order(element: etree._Element) -> etree._Element:
+    """`element` as the schema judges it: each enveloped Signature moved to its schema place.
+
+    Auth0 puts the Response's enveloped Signature after the Assertion, where the
+    SAML schema (Issuer, Signature, Extensions, Status, Assertion) has no room for
+    it; pysaml2's xmlsec1 path accepts that, for a Response or an Assertion, as
+    it validates its own re-serialisation, in schema order. The place changes
+    nothing that is signed: the enveloped-signature transform removes the
+    Signature wherever it sits among the element's children, and it is still the
+    one Signature, a direct child, whose one Reference is `#` + the element's ID
+    (checked elsewhere, on the tree as received). So only the schema check sees a
+    copy with the Signature of the element, and of its direct-child Assertions,
+    right after their Issuer; signatures are verified on, and values read from,
+    the tree as received. Returns `element` itself when everything is in place.
+    """
+    view = element
+    nodes = [element, *element.iterchildren(_ASSERTION)]
+    for number, node in enumerate(nodes):
+        children = _children(node)
+        signatures = [child for child in children if child.tag == _SIGNATURE]
+        if len(signatures) != 1:
+            continue  # none to move, or refused by the signature checks
+        others = [child for child in children if child is not signatures[0]]
+        leader = others[0] if others and others[0].tag == _ISSUER else None
+        if children.index(signatures[0]) == (0 if leader is None else 1):
+            continue
+        if view is element:
+            view = copy.deepcopy(element)  # the same nodes at the same positions
+        target = view if number == 0 else list(view.iterchildren(_ASSERTION))[number - 1]
+        moved = target[node.index(signatures[0])]
+        issuer = None if leader is None else target[node.index(leader)]
+        target.remove(moved)
+        target.insert(0 if issuer is None else target.index(issuer) + 1, moved)
+    return view
+
+
 def _ds_names(nodes: list[etree._Element]) -> list[str]:
     """Local names of xmldsig elements; anything from another namespace shows as '?'."""
     return [n.tag[len(DS) + 2 :] if n.tag.startswith(f"{{{DS}}}") else "?" for n in nodes]
@@ -374,33 +417,33 @@ def _read_file(path: str) -> bytes:
 class XmlSecBackend(CryptoBackend):
     """pysaml2's `CryptoBackend` on the python `xmlsec` binding, strict (module docstring).
 
-    `reject_sha1` drops RSA-SHA1 and SHA-1 digests from the allow-lists;
-    Encrypted assertions: AES-GCM always; `allow_aes_cbc` admits AES-CBC (what
-    Entra, ADFS and Okta send) and `allow_3des` 3DES-CBC (pysaml2-based IdPs).
-    CBC has no integrity: failures are made indistinguishable, and the
-    assertion inside must still carry a valid signature.
+    `reject_sha1` drops RSA-SHA1 and SHA-1 digests from the allow-lists.
+    Encrypted assertions: `key_transport` and `data_encryption` are the
+    algorithm URIs accepted (of `KEY_TRANSPORTS` and `DATA_KEY_SIZES`); by
+    default RSA-OAEP and AES-GCM. CBC has no integrity: failures are made
+    indistinguishable, and the assertion inside must still carry a valid signature.
     """
 
     def __init__(
         self,
         *,
         reject_sha1: bool = True,
-        allow_aes_cbc: bool = False,
-        allow_3des: bool = False,
+        key_transport: Iterable[str] = (RSA_OAEP_MGF1P, RSA_OAEP),
+        data_encryption: Iterable[str] = tuple(AES_GCM),
         max_bytes: int = MAX_XML_BYTES,
     ) -> None:
         self_test()
         self.reject_sha1 = reject_sha1
-        self.allow_aes_cbc = allow_aes_cbc
         self.max_bytes = max_bytes
         self.policy = _Policy(reject_sha1=reject_sha1)
         self._keys = _KeyCache()
-        self.allow_3des = allow_3des
-        self._data_algorithms = {
-            **AES_GCM,
-            **(AES_CBC if allow_aes_cbc else {}),
-            **({TRIPLE_DES_CBC: 24} if allow_3des else {}),
-        }
+        self.key_transport = frozenset(key_transport)
+        unsupported = (self.key_transport - KEY_TRANSPORTS) | (
+            set(data_encryption) - set(DATA_KEY_SIZES)
+        )
+        if unsupported:
+            raise ValueError(f"unsupported encryption algorithms {sorted(unsupported)}")
+        self._data_algorithms = {uri: DATA_KEY_SIZES[uri] for uri in data_encryption}
 
     @property
     def version(self) -> str:
@@ -467,7 +510,7 @@ class XmlSecBackend(CryptoBackend):
             assert node_id is not None  # find_target refused None
             self.policy.check_signature_shape(signature, node_id)
             if schema:
-                validate_schema(target)
+                validate_schema(in_schema_order(target))
         except ValueError as exc:
             log.info("signature refused before verification: %s", exc)
             raise SignatureError(f"signature refused: {exc}") from None
@@ -506,7 +549,7 @@ class XmlSecBackend(CryptoBackend):
     def decrypt_with_key(self, enctext: str | bytes, key_pem: str | bytes) -> str:
         """The whole document with its first EncryptedData replaced by the plaintext element.
 
-        RSA-OAEP key transport and AES-GCM (AES-CBC if allowed) only. Every
+        The allowed key transport and content encryption only. Every
         failure raises the same `DecryptError` (no padding or format oracle);
         the reason goes to the debug log.
         """
@@ -517,7 +560,7 @@ class XmlSecBackend(CryptoBackend):
                 raise ValueError("no EncryptedData")
             key_size = self._check_encrypted_data(encrypted)
             encrypted_key = _encrypted_key_for(encrypted)
-            _check_key_transport(encrypted_key)
+            _check_key_transport(encrypted_key, self.key_transport)
             private = self._keys.get(_as_bytes(key_pem), xmlsec.constants.KeyDataFormatPem, "key")
             transport = xmlsec.EncryptionContext()
             transport.key = private
@@ -545,14 +588,10 @@ class XmlSecBackend(CryptoBackend):
             raise ValueError("only encrypted elements are accepted")
         algorithm = _method(encrypted)
         if algorithm is None or algorithm not in self._data_algorithms:
-            hint = {
-                TRIPLE_DES_CBC: " (needs allow_3des)",
-                **dict.fromkeys(AES_CBC, " (needs allow_aes_cbc)"),
-            }
             log.warning(
-                "encrypted assertion refused: data encryption %r is not allowed%s",
+                "encrypted assertion refused: data encryption %r is not allowed "
+                "(security.allowed_data_encryption)",
                 algorithm,
-                hint.get(algorithm or "", ""),
             )
             raise ValueError("data encryption algorithm not allowed")
         return self._data_algorithms[algorithm]
@@ -614,11 +653,15 @@ def _encrypted_key_for(encrypted: etree._Element) -> etree._Element:
     return siblings[0]
 
 
-def _check_key_transport(encrypted_key: etree._Element) -> None:
+def _check_key_transport(encrypted_key: etree._Element, allowed: frozenset[str]) -> None:
     method = encrypted_key.find(f"{{{XENC}}}EncryptionMethod")
-    if method is None or method.get("Algorithm") not in (RSA_OAEP_MGF1P, RSA_OAEP):
+    if method is None or method.get("Algorithm") not in allowed:
         algorithm = None if method is None else method.get("Algorithm")
-        log.warning("encrypted assertion refused: key transport %r is not allowed", algorithm)
+        log.warning(
+            "encrypted assertion refused: key transport %r is not allowed "
+            "(security.allowed_key_transport)",
+            algorithm,
+        )
         raise ValueError("key transport algorithm not allowed")
     for parameter in _children(method):
         if parameter.tag == f"{{{DS}}}DigestMethod":
@@ -912,7 +955,11 @@ def _xmldsig_profile_problems(item: Any) -> list[str]:
 
 
 def install(
-    client: Any, *, reject_sha1: bool, allow_aes_cbc: bool = False, allow_3des: bool = False
+    client: Any,
+    *,
+    reject_sha1: bool,
+    key_transport: Iterable[str] = (RSA_OAEP_MGF1P, RSA_OAEP),
+    data_encryption: Iterable[str] = tuple(AES_GCM),
 ) -> XmlSecBackend:
     """Put the in-process backend on a pysaml2 `Entity` (e.g. `Saml2Client`); returns it.
 
@@ -925,7 +972,7 @@ def install(
     if getattr(client.config, "validate_certificate", None):
         raise CryptoBackendError("validate_certificate is not supported by the in-process backend")
     backend = XmlSecBackend(
-        reject_sha1=reject_sha1, allow_aes_cbc=allow_aes_cbc, allow_3des=allow_3des
+        reject_sha1=reject_sha1, key_transport=key_transport, data_encryption=data_encryption
     )
     sec = InProcessSecurityContext.adopt(client.sec, backend)
     if sec.sec_backend is None and sec.key_file:
@@ -1019,8 +1066,7 @@ class _SelfTestBackend(XmlSecBackend):
 
     def __init__(self) -> None:
         self.reject_sha1 = True
-        self.allow_aes_cbc = False
-        self.allow_3des = False
+        self.key_transport = frozenset({RSA_OAEP_MGF1P, RSA_OAEP})
         self.max_bytes = MAX_XML_BYTES
         self.policy = _Policy(reject_sha1=True)
         self._keys = _KeyCache(size=2)
@@ -1029,6 +1075,7 @@ class _SelfTestBackend(XmlSecBackend):
 
 __all__ = [
     "CryptoBackendError",
+    "in_schema_order",
     "InProcessSecurityContext",
     "XmlSecBackend",
     "install",

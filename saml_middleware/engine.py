@@ -77,6 +77,7 @@ from .identity import (
     call_hook,
     check_required_role,
     resolve_overage,
+    same_name_id,
 )
 from .identity import role_values as identity_role_values
 from .pages import auto_post_form, error_page, logout_page, page
@@ -754,6 +755,9 @@ class Engine:
         user = build_user(
             name_id=verified.name_id,
             name_id_format=verified.name_id_format,
+            name_id_qualifier=verified.name_id_qualifier,
+            sp_name_qualifier=verified.sp_name_qualifier,
+            sp_provided_id=verified.sp_provided_id,
             session_index=verified.session_index,
             issuer=verified.issuer,
             attributes=verified.attributes,
@@ -956,6 +960,9 @@ class Engine:
                 name_id_format=user.name_id_format,
                 session_index=user.session_index,
                 lifetime_seconds=OUTSTANDING_REQUEST_TTL,
+                name_qualifier=user.name_id_qualifier,
+                sp_name_qualifier=user.sp_name_qualifier,
+                sp_provided_id=user.sp_provided_id,
             )
         except Exception:  # pysaml2 or a key that cannot sign: never a 500 at sign-out
             log.exception("single logout skipped: the LogoutRequest could not be built")
@@ -1030,7 +1037,10 @@ class Engine:
             raise SAMLError("replay", "This sign-out request has already been used.")
         own = await self._session_or_none(request)  # before revoke, which may end it
         ended = await self.sessions.revoke(
-            sp.idp.entity_id, message.name_id, message.session_indexes
+            sp.idp.entity_id,
+            message.name_id,
+            message.session_indexes,
+            matches=lambda user: _same_name_id(user, realm, sp.idp.entity_id, message),
         )
         headers = [_NO_STORE]
         if own is not None and _is_subject(own.user, realm, sp.idp.entity_id, message):
@@ -1346,9 +1356,22 @@ def _is_subject(user: SAMLUser, realm: Realm, issuer: str, message: LogoutReques
     """Whether a LogoutRequest names this user's session (its SessionIndex, if it names any)."""
     if user.name_id != message.name_id or (user.issuer or "") != issuer:
         return False
-    if user.tenant != realm.slug:
+    if user.tenant != realm.slug or not _same_name_id(user, realm, issuer, message):
         return False
     return not message.session_indexes or user.session_index in message.session_indexes
+
+
+def _same_name_id(user: SAMLUser, realm: Realm, issuer: str, message: LogoutRequestMessage) -> bool:
+    """The LogoutRequest's NameID qualifiers are the user's (Format, NameQualifier, ...)."""
+    return same_name_id(
+        user,
+        name_id_format=message.name_id_format,
+        name_qualifier=message.name_qualifier,
+        sp_name_qualifier=message.sp_name_qualifier,
+        sp_provided_id=message.sp_provided_id,
+        idp_entity_id=issuer,
+        sp_entity_id=realm.settings.sp.entity_id,
+    )
 
 
 def _tenant_disabled(org: Realm) -> SAMLError:

@@ -36,6 +36,11 @@ class SAMLUser(BaseUser):
 
     name_id: str = ""
     name_id_format: str | None = None
+    # The NameID's NameQualifier, SPNameQualifier and SPProvidedID as received:
+    # Single Logout names the user by all of them.
+    name_id_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    sp_provided_id: str | None = None
     session_index: str | None = None
     issuer: str | None = None
     tenant: str | None = None
@@ -60,6 +65,9 @@ class SAMLUser(BaseUser):
         return {
             "name_id": self.name_id,
             "name_id_format": self.name_id_format,
+            "name_id_qualifier": self.name_id_qualifier,
+            "sp_name_qualifier": self.sp_name_qualifier,
+            "sp_provided_id": self.sp_provided_id,
             "session_index": self.session_index,
             "issuer": self.issuer,
             "tenant": self.tenant,
@@ -75,13 +83,19 @@ class SAMLUser(BaseUser):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SAMLUser:
-        """Inverse of `to_dict`; raises KeyError/TypeError/ValueError on a bad shape."""
+        """Inverse of `to_dict`; raises KeyError/TypeError/ValueError on a bad shape.
+
+        A session written before the NameID qualifiers were kept has none (None).
+        """
         attributes = data.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise TypeError("attributes")
         return cls(
             name_id=str(data["name_id"]),
             name_id_format=data.get("name_id_format"),
+            name_id_qualifier=data.get("name_id_qualifier"),
+            sp_name_qualifier=data.get("sp_name_qualifier"),
+            sp_provided_id=data.get("sp_provided_id"),
             session_index=data.get("session_index"),
             issuer=data.get("issuer"),
             tenant=data.get("tenant"),
@@ -99,6 +113,34 @@ class SAMLUser(BaseUser):
 
 
 ANONYMOUS = SAMLUser(is_authenticated=False)
+
+UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+
+
+def same_name_id(
+    user: SAMLUser,
+    *,
+    name_id_format: str | None,
+    name_qualifier: str | None,
+    sp_name_qualifier: str | None,
+    sp_provided_id: str | None,
+    idp_entity_id: str,
+    sp_entity_id: str,
+) -> bool:
+    """Whether a LogoutRequest's NameID qualifiers are those of `user`'s NameID.
+
+    The value and the issuer are compared by the caller. SAML core 8.3: an
+    absent NameQualifier means the IdP, an absent SPNameQualifier this SP, an
+    absent Format "unspecified"; so a session kept before the qualifiers were
+    stored (all None) still matches a request that names the defaults.
+    """
+    return (
+        (user.name_id_format or UNSPECIFIED) == (name_id_format or UNSPECIFIED)
+        and (user.name_id_qualifier or idp_entity_id) == (name_qualifier or idp_entity_id)
+        and (user.sp_name_qualifier or sp_entity_id) == (sp_name_qualifier or sp_entity_id)
+        and user.sp_provided_id == sp_provided_id
+    )
+
 
 NO_MAPPED_ROLE = (
     "Your account has no role in this application: ask your administrator to assign you one."
@@ -172,6 +214,9 @@ def build_user(
     attribute_settings: AttributeSettings,
     role_settings: RoleSettings,
     tenant: str | None = None,
+    name_id_qualifier: str | None = None,
+    sp_name_qualifier: str | None = None,
+    sp_provided_id: str | None = None,
 ) -> SAMLUser:
     """Map a verified login to the `SAMLUser` the app sees (every claim kept)."""
     attrs = {name: tuple(values) for name, values in attributes.items()}
@@ -207,6 +252,9 @@ def build_user(
     return SAMLUser(
         name_id=name_id,
         name_id_format=name_id_format,
+        name_id_qualifier=name_id_qualifier,
+        sp_name_qualifier=sp_name_qualifier,
+        sp_provided_id=sp_provided_id,
         session_index=session_index,
         issuer=issuer,
         tenant=tenant,

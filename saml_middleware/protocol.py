@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +64,18 @@ from .assertions import (
     check_facts,
     check_issue_instant,
     facts_from_tree,
+    joined_text,
+    name_id_value,
 )
 from .assertions import VerifiedLogin as VerifiedLogin
-from .config import Settings
-from .crypto import CryptoBackendError, XmlSecBackend, reuse_parsed, validate_schema
+from .config import DATA_ENCRYPTION, KEY_TRANSPORT, Settings
+from .crypto import (
+    CryptoBackendError,
+    XmlSecBackend,
+    in_schema_order,
+    reuse_parsed,
+    validate_schema,
+)
 from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
@@ -111,15 +119,11 @@ _ENVELOPED = f"{_DS}enveloped-signature"
 C14N_METHODS = frozenset({_EXC_C14N})
 TRANSFORMS = frozenset({_ENVELOPED, _EXC_C14N, f"{_EXC_C14N}WithComments"})
 MAX_TRANSFORMS = 2
-# EncryptedAssertion: RSA-OAEP key transport (never RSA PKCS#1 v1.5, the
-# Bleichenbacher oracle) and an AES (or pysaml2's default 3DES) block cipher.
-KEY_TRANSPORT_METHODS = frozenset(
-    {f"{NS_XENC}rsa-oaep-mgf1p", "http://www.w3.org/2009/xmlenc11#rsa-oaep"}
-)
-BLOCK_CIPHERS = frozenset(
-    {f"{NS_XENC}{name}-cbc" for name in ("aes128", "aes192", "aes256", "tripledes")}
-    | {f"http://www.w3.org/2009/xmlenc11#aes{bits}-gcm" for bits in (128, 192, 256)}
-)
+# EncryptedAssertion, by default (`security.allowed_key_transport` and
+# `allowed_data_encryption` change it): RSA-OAEP key transport (not RSA PKCS#1
+# v1.5, the Bleichenbacher oracle) and AES (not 3DES, a 64-bit block cipher).
+KEY_TRANSPORT_METHODS = frozenset(uri for uri, safe in KEY_TRANSPORT.items() if safe)
+BLOCK_CIPHERS = frozenset(uri for uri, safe in DATA_ENCRYPTION.items() if safe)
 
 # Refusals about signatures, keys, algorithms and decryption. Telling them apart
 # from outside would make the SP an oracle (which forged signature got further,
@@ -325,8 +329,18 @@ _DIGEST_METHOD = _xpath("ds:DigestMethod/@Algorithm")
 _STRING_VALUE = etree.XPath("string()")
 
 
-def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
-    """Structural checks that need no key: refuse early and cheaply."""
+def inspect_response(
+    data: bytes,
+    *,
+    reject_sha1: bool,
+    key_transport: Collection[str] = KEY_TRANSPORT_METHODS,
+    data_encryption: Collection[str] = BLOCK_CIPHERS,
+) -> ResponseEnvelope:
+    """Structural checks that need no key: refuse early and cheaply.
+
+    `key_transport` and `data_encryption` are the algorithms an encrypted
+    assertion may use (`security.allowed_key_transport` / `allowed_data_encryption`).
+    """
     root = parse_xml(data)
     if root.tag != _RESPONSE:
         raise SAMLError("malformed", "The SAML message is not a Response.", 400)
@@ -345,7 +359,7 @@ def inspect_response(data: bytes, *, reject_sha1: bool) -> ResponseEnvelope:
     check_signatures(root, reject_sha1=reject_sha1)
     encrypted = direct[0].tag != _ASSERTION
     if encrypted:
-        _check_encryption(direct[0])
+        _check_encryption(direct[0], key_transport, data_encryption)
     assertion_issuer = None if encrypted else _text(direct[0].find("saml:Issuer", NS)) or ""
     issuer = _text(root.find("saml:Issuer", namespaces=NS))
     return ResponseEnvelope(
@@ -443,22 +457,31 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
             raise _wrong_signed_element("does not reference the element it is on")
 
 
-def _check_encryption(encrypted_assertion: etree._Element) -> None:
-    """One EncryptedData, RSA-OAEP key transport, an allow-listed block cipher."""
+def _check_encryption(
+    encrypted_assertion: etree._Element,
+    key_transport: Collection[str],
+    data_encryption: Collection[str],
+) -> None:
+    """One EncryptedData, allow-listed key transport and block cipher (both backends)."""
     data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": NS_XENC})
     if len(data) != 1:
         raise SAMLError("decryption_failed", "The encrypted assertion is malformed.")
     ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC})
-    if len(ciphers) != 1 or str(ciphers[0]) not in BLOCK_CIPHERS:
-        raise _refuse_algorithm("encryption algorithm", str(ciphers[0]) if ciphers else None)
+    if len(ciphers) != 1 or str(ciphers[0]) not in data_encryption:
+        raise _refuse_algorithm(
+            "encryption algorithm (security.allowed_data_encryption)",
+            str(ciphers[0]) if ciphers else None,
+        )
     keys = encrypted_assertion.xpath(
         ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC}
     )
     if not keys:
         raise SAMLError("decryption_failed", "The encrypted assertion carries no key.")
     for key in keys:
-        if str(key) not in KEY_TRANSPORT_METHODS:
-            raise _refuse_algorithm("key transport algorithm", str(key))
+        if str(key) not in key_transport:
+            raise _refuse_algorithm(
+                "key transport algorithm (security.allowed_key_transport)", str(key)
+            )
 
 
 def public_error(err: SAMLError) -> SAMLError:
@@ -578,8 +601,8 @@ class ServiceProvider:
                 backend = install_crypto(
                     self.client,
                     reject_sha1=security.reject_sha1,
-                    allow_aes_cbc=True,
-                    allow_3des=True,
+                    key_transport=security.allowed_key_transport,
+                    data_encryption=security.allowed_data_encryption,
                 )
             except CryptoBackendError as exc:
                 raise ConfigError("security.crypto_backend", str(exc)) from None
@@ -682,6 +705,7 @@ class ServiceProvider:
             destination,
             binding=BINDING_HTTP_POST,
             message_id=request_id,
+            name_id_policy=_name_id_policy(self.settings.sp.name_id_format),
             sign=sign and binding == BINDING_HTTP_POST,
             sign_alg=SIG_RSA_SHA256,
             digest_alg=DIGEST_SHA256,
@@ -721,7 +745,7 @@ class ServiceProvider:
         otherwise `verify_response` refuses it (`wrong_in_response_to`). `now`
         may be a clock, read after `lookup`.
         """
-        envelope = inspect_response(xml, reject_sha1=self.settings.security.reject_sha1)
+        envelope = self.inspect(xml)
         record = lookup(envelope)
         if record is NOT_YET:
             return CheckedResponse(envelope, None, None)
@@ -731,6 +755,16 @@ class ServiceProvider:
             now=now() if callable(now) else now,
         )
         return CheckedResponse(envelope, login, record)
+
+    def inspect(self, xml: bytes) -> ResponseEnvelope:
+        """`inspect_response` under this SP's security settings."""
+        security = self.settings.security
+        return inspect_response(
+            xml,
+            reject_sha1=security.reject_sha1,
+            key_transport=security.allowed_key_transport,
+            data_encryption=security.allowed_data_encryption,
+        )
 
     def verify_response(
         self,
@@ -987,6 +1021,22 @@ class ServiceProvider:
             raise _decryption_failed() from None
 
 
+_TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+
+
+def _name_id_policy(name_id_format: str | None) -> samlp.NameIDPolicy | None:
+    """The NameIDPolicy of `sp.name_id_format`: that format, AllowCreate="true".
+
+    None (no policy) leaves the format to the IdP (Entra then sends its
+    configured one, "unspecified"). AllowCreate is left out for transient IDs,
+    as pysaml2 does (the SAML 2.0 errata: it must not be used with them).
+    """
+    if name_id_format is None:
+        return None
+    allow_create = None if name_id_format == _TRANSIENT else "true"
+    return samlp.NameIDPolicy(format=name_id_format, allow_create=allow_create)
+
+
 _SIGNATURE_CHILD = f"{{{NS['ds']}}}Signature"
 _ISSUER_CHILD = f"{{{NS['saml']}}}Issuer"
 _ASSERTION_CHILD = f"{{{NS['saml']}}}Assertion"
@@ -1015,6 +1065,7 @@ def _native_response_schema(root: etree._Element) -> None:
     foreign-namespace children is tried again, and a signed assertion that is
     itself invalid is `invalid_signature`, as on the pysaml2 path.
     """
+    root = in_schema_order(root)  # a copy when a Signature is out of place (crypto.py)
     try:
         validate_schema(root)
         return
@@ -1128,7 +1179,11 @@ def _pysaml2_name(node: Any) -> EntityName | None:
     if node is None:
         return None
     return EntityName(
-        (node.text or "").strip(), node.format, getattr(node, "sp_name_qualifier", None)
+        (node.text or "").strip(),
+        node.format,
+        getattr(node, "sp_name_qualifier", None),
+        getattr(node, "name_qualifier", None),
+        getattr(node, "sp_provided_id", None),
     )
 
 
@@ -1164,6 +1219,27 @@ def _attributes(assertion: saml.Assertion) -> dict[str, list[str]]:
         for attribute in statement.attribute or []:
             values = found.setdefault(attribute.name, [])
             for value in attribute.attribute_value or []:
-                if value.text is not None:
+                if value.extension_elements:
+                    values.append(_pysaml2_structured_value(value))
+                elif value.text is not None:
                     values.append(value.text.strip())
     return found
+
+
+def _pysaml2_structured_value(value: Any) -> str:
+    """An AttributeValue with element content, as `assertions.attribute_value_text` reads it."""
+    children = value.extension_elements
+    first = children[0]
+    if len(children) == 1 and (first.namespace, first.tag) == (NS["saml"], "NameID"):
+        return name_id_value(
+            (first.text or "").strip(),
+            first.attributes.get("NameQualifier"),
+            first.attributes.get("SPNameQualifier"),
+        )
+
+    def texts(node: Any) -> Iterator[str | None]:
+        yield node.text
+        for child in node.children:
+            yield from texts(child)
+
+    return joined_text(t for child in children for t in texts(child))

@@ -256,9 +256,17 @@ class SessionBackend(Protocol):
     async def end(self, session: Session) -> None:
         """Logout: the session is over wherever it is kept."""
 
-    async def revoke(self, issuer: str, name_id: str, session_indexes: Collection[str]) -> int:
+    async def revoke(
+        self,
+        issuer: str,
+        name_id: str,
+        session_indexes: Collection[str],
+        *,
+        matches: Callable[[SAMLUser], bool] | None = None,
+    ) -> int:
         """Single Logout: end the sessions of `name_id` (those of `session_indexes` when
-        given); how many ended. Only server-side sessions can be found this way."""
+        given, and whose user `matches`: the NameID's qualifiers); how many ended.
+        Only server-side sessions can be found this way."""
 
     def clear_header(self) -> str:
         """The Set-Cookie header value that removes the session cookie."""
@@ -288,7 +296,14 @@ class CookieSessions(SessionCodec):
     async def end(self, session: Session) -> None:
         return None  # the browser drops the cookie (clear_header)
 
-    async def revoke(self, issuer: str, name_id: str, session_indexes: Collection[str]) -> int:
+    async def revoke(
+        self,
+        issuer: str,
+        name_id: str,
+        session_indexes: Collection[str],
+        *,
+        matches: Callable[[SAMLUser], bool] | None = None,
+    ) -> int:
         return 0  # cookies live in browsers: nothing server-side to find
 
 
@@ -442,7 +457,14 @@ class StoreSessions:
             self._index_key(session.user.issuer, session.user.name_id), digest
         )
 
-    async def revoke(self, issuer: str, name_id: str, session_indexes: Collection[str]) -> int:
+    async def revoke(
+        self,
+        issuer: str,
+        name_id: str,
+        session_indexes: Collection[str],
+        *,
+        matches: Callable[[SAMLUser], bool] | None = None,
+    ) -> int:
         index = self._index_key(issuer, name_id)
         wanted = set(session_indexes)
         ended = 0
@@ -458,6 +480,8 @@ class StoreSessions:
                 continue
             if wanted and user.get("session_index") not in wanted:
                 continue
+            if matches is not None and not _user_matches(user, matches):
+                continue
             await self.store.delete(key)
             await self.store.remove_member(index, digest)
             ended += 1
@@ -465,6 +489,14 @@ class StoreSessions:
 
     def clear_header(self) -> str:
         return _set_cookie(self.settings, "", 0)
+
+
+def _user_matches(data: dict[str, Any], matches: Callable[[SAMLUser], bool]) -> bool:
+    try:
+        user = SAMLUser.from_dict(data)
+    except (KeyError, TypeError, ValueError):  # a record of another shape: not this user's
+        return False
+    return matches(user)
 
 
 def make_sessions(

@@ -247,6 +247,9 @@ class LogoutRequestMessage:
     name_id_format: str | None
     session_indexes: tuple[str, ...]
     enveloped_signature: bool
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    sp_provided_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +290,9 @@ def inspect_logout_request(data: bytes) -> LogoutRequestMessage:
         name_id_format=name_ids[0].get("Format"),
         session_indexes=indexes,
         enveloped_signature=_has_signature(root),
+        name_qualifier=name_ids[0].get("NameQualifier"),
+        sp_name_qualifier=name_ids[0].get("SPNameQualifier"),
+        sp_provided_id=name_ids[0].get("SPProvidedID"),
     )
 
 
@@ -419,9 +425,14 @@ def build_logout_request(
     session_index: str | None,
     lifetime_seconds: int,
     relay_state: str | None = None,
+    name_qualifier: str | None = None,
+    sp_name_qualifier: str | None = None,
+    sp_provided_id: str | None = None,
 ) -> tuple[str, Outgoing] | None:
     """The SP's LogoutRequest for a user (its ID, how to send it); None without an IdP SLO URL.
 
+    The NameID is the assertion's, qualifiers included (SAML core 3.7.1: the
+    principal as the IdP and the SP know it; an IdP may compare every field).
     Signed when the SP has a key: a query signature over HTTP-Redirect, an
     enveloped one over HTTP-POST.
     """
@@ -434,7 +445,13 @@ def build_logout_request(
     request_id, request = sp.client.create_logout_request(
         destination,
         sp.idp.entity_id,
-        name_id=saml.NameID(format=name_id_format, text=name_id),
+        name_id=saml.NameID(
+            format=name_id_format,
+            name_qualifier=name_qualifier,
+            sp_name_qualifier=sp_name_qualifier,
+            sp_provided_id=sp_provided_id,
+            text=name_id,
+        ),
         session_indexes=[session_index] if session_index else None,
         expire=datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         sign=bool(key_pem) and binding == "post",

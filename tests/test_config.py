@@ -250,7 +250,6 @@ def test_explicit_sp_entity_id_is_kept() -> None:
         ("security", "clock_skew_seconds", 120),
         ("security", "max_request_bytes", 262144),
         ("sp", "entity_id", "https://app.example.com/saml/metadata/"),
-        ("sp", "name_id_format", NAMEID_EMAIL),
         ("paths", "prefix", "/saml"),
         ("roles", "delimiter", None),
     ],
@@ -258,6 +257,12 @@ def test_explicit_sp_entity_id_is_kept() -> None:
 def test_explicit_none_means_the_default(section: str, name: str, expected: Any) -> None:
     settings = load_settings(base(**{section: {name: None}}))
     assert getattr(getattr(settings, section), name) == expected
+
+
+def test_name_id_format_none_asks_for_no_format_and_absent_for_email() -> None:
+    """The one exception to "None means the default": None means no NameIDPolicy."""
+    assert load_settings(base(sp={"name_id_format": None})).sp.name_id_format is None
+    assert load_settings(base(sp={})).sp.name_id_format == NAMEID_EMAIL
 
 
 def test_explicit_none_idp_refresh_means_the_default() -> None:

@@ -30,6 +30,7 @@ from saml2.xml.schema import validate as xmlschema_validate
 from saml_middleware import crypto
 from saml_middleware.config import load_settings
 from saml_middleware.crypto import (
+    AES_CBC,
     CryptoBackendError,
     InProcessSecurityContext,
     XmlSecBackend,
@@ -770,7 +771,8 @@ def test_disallowed_encryption_is_refused(backend, mint, sp_keys, options):
 def test_aes_cbc_is_decrypted_when_allowed(mint, sp_keys, idp_keys):
     root = mint()
     encrypt_assertion(root, sp_keys.cert_pem, cipher=C.TransformAes256Cbc)
-    decrypted = XmlSecBackend(allow_aes_cbc=True).decrypt_with_key(xml(root), sp_keys.key_pem)
+    backend = XmlSecBackend(data_encryption=[*AES_CBC])
+    decrypted = backend.decrypt_with_key(xml(root), sp_keys.key_pem)
     plain = etree.fromstring(decrypted.encode())
     inner = forge.one(plain, "saml:EncryptedAssertion/saml:Assertion")
     assert XmlSecBackend().verify(decrypted, idp_keys.cert_pem, ASSERTION, inner.get("ID"))

@@ -44,6 +44,12 @@ from saml2.samlp import (
     logout_response_from_string,
 )
 from saml2.server import Server
+from saml2.sigver import (
+    RSA_OAEP_MGF1P,
+    get_pem_wrapped_unwrapped,
+    make_temp,
+    pre_encryption_part,
+)
 from saml2.sigver import verify_redirect_signature as pysaml2_verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
@@ -159,6 +165,12 @@ class _ReleaseAll(Policy):
         return _NAME_FORM
 
 
+# What Entra ID sends: RSA-OAEP key transport, AES-256-CBC content encryption
+# (pysaml2's own default is 3DES-CBC, which the middleware refuses by default).
+DATA_ENCRYPTION = "http://www.w3.org/2001/04/xmlenc#aes256-cbc"
+KEY_TRANSPORT = RSA_OAEP_MGF1P
+
+
 class _Server(Server):
     # pysaml2 otherwise keeps every assertion it issues, in memory, forever.
     def support_AssertionIDRequest(self) -> bool:  # noqa: N802 (pysaml2's name)
@@ -166,6 +178,41 @@ class _Server(Server):
 
     def support_AuthnQuery(self) -> bool:  # noqa: N802
         return False
+
+    def _encrypt_assertion(
+        self, encrypt_cert: Any, sp_entity_id: Any, response: Any, node_xpath: Any = None
+    ) -> Any:
+        """pysaml2 7.5's method with Entra's algorithms instead of its 3DES default."""
+        certs = (
+            [(None, encrypt_cert)]
+            if encrypt_cert
+            else self.metadata.certs(sp_entity_id, "any", "encryption")
+            if sp_entity_id is not None
+            else []
+        )
+        problem: Exception | None = None
+        for name, cert in certs:
+            wrapped, unwrapped = get_pem_wrapped_unwrapped(cert)
+            try:
+                cert_file = make_temp(
+                    wrapped.encode("ascii"),
+                    decode=False,
+                    delete_tmpfiles=self.config.delete_tmpfiles,
+                )
+                template = pre_encryption_part(
+                    msg_enc=DATA_ENCRYPTION,
+                    key_enc=KEY_TRANSPORT,
+                    key_name=name,
+                    encrypt_cert=unwrapped,
+                )
+                return self.sec.encrypt_assertion(
+                    response, cert_file.name, template, key_type="aes-256", node_xpath=node_xpath
+                )
+            except Exception as exc:  # noqa: BLE001 - pysaml2's own loop: try the next cert
+                problem = exc
+        if problem is not None:
+            raise problem
+        return response
 
 
 def _inflated_size_ok(saml_request: str) -> bool:
@@ -330,8 +377,13 @@ class _SingleLogout:
         binding: str = "redirect",
         relay_state: str | None = None,
         sign: bool = True,
+        name_qualifier: str | None = None,
+        sp_name_qualifier: str | None = None,
     ) -> tuple[str, Outbound]:
-        """An IdP-initiated LogoutRequest for `name_id` at `sp_entity_id`: (its ID, how to send)."""
+        """An IdP-initiated LogoutRequest for `name_id` at `sp_entity_id`: (its ID, how to send).
+
+        The NameID carries `name_qualifier` / `sp_name_qualifier` when given.
+        """
         if binding not in _BINDINGS:
             raise DevIdPError("binding must be 'redirect' or 'post'")
         server = self._current_server()
@@ -341,7 +393,12 @@ class _SingleLogout:
         request_id, request = server.create_logout_request(
             destination,
             sp_entity_id,
-            name_id=saml.NameID(format=NAMEID_EMAIL, text=name_id),
+            name_id=saml.NameID(
+                format=NAMEID_EMAIL,
+                name_qualifier=name_qualifier,
+                sp_name_qualifier=sp_name_qualifier,
+                text=name_id,
+            ),
             session_indexes=list(session_indexes) or None,
             sign=sign and binding == "post",
             sign_alg=self.signing_algorithm,
@@ -740,8 +797,8 @@ class DevIdP(_SingleLogout):
         may aim it anywhere) or else the SP's default ACS from its metadata.
         `encrypt_assertion` sends an EncryptedAssertion (signed inside first, when
         the assertion is signed) for `encrypt_cert` (PEM), by default the
-        encryption certificate in the SP's metadata. pysaml2 encrypts with
-        RSA-OAEP and 3DES-CBC.
+        encryption certificate in the SP's metadata, with RSA-OAEP and
+        AES-256-CBC, as Entra does.
         """
         user = self.users.get(user_key)
         if user is None:

@@ -1,6 +1,6 @@
 """Encrypted assertions end to end: the development IdP encrypts, the SP decrypts.
 
-The IdP encrypts with pysaml2 (RSA-OAEP key transport, 3DES-CBC data) for the
+The IdP encrypts with pysaml2 (RSA-OAEP key transport, AES-256-CBC data) for the
 encryption certificate in the SP's metadata (`sp.key_pem` / `sp.cert_pem`).
 Every way it can go wrong is one refusal seen from outside (no padding or
 signature oracle); the log says which.
