@@ -1,11 +1,14 @@
-"""Genuine production Responses (the shared real-world corpus), for the protocol unit tests.
+"""Genuine production Responses (the shared real-world corpus), for the tests.
 
-The corpus lives outside the repository: `SAML_REALWORLD_DIR`, else the first
-`shared/realworld` beside the checkout or one of its parents. Tests that need it
-skip, saying why, when it is absent. A case's exact ACS URL is rarely this
-SP's, so `service_provider` builds the ServiceProvider for the case's own ACS URL
-and audience; pysaml2 reads the wall clock, so its time slack is widened and the
-shared checks run at the case's own IssueInstant (`verify`).
+The corpus lives beside the repository, never in it: `../shared/realworld/` from
+the repository root, or `$SAML_REALWORLD_DIR`. Tests that need it skip, saying
+why, when it is absent. Each case is configured as its SP was (`case_settings`):
+`base_url` and `paths.acs` from the ACS URL it was issued for, `sp.entity_id`
+from its Audience, the IdP from its metadata or certificate, SHA-1 allowed only
+where the IdP signed with it, and a signature required on exactly the parts the
+IdP signs. Every certificate has long expired or will: each Response is judged at
+its own IssueInstant (`verify`; pysaml2 reads the wall clock, so its time slack
+is widened).
 """
 
 from __future__ import annotations
@@ -14,73 +17,84 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from saml_middleware.assertions import saml_instant
-from saml_middleware.config import Settings, load_settings
-from saml_middleware.metadata import manual_metadata_xml, parse_idp_metadata
+from saml_middleware.config import load_settings
+from saml_middleware.metadata import IdPMetadata
 from saml_middleware.protocol import ServiceProvider, VerifiedLogin, inspect_response
+from saml_middleware.xstime import saml_instant
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("SAML_REALWORLD_DIR") or REPO.parent / "shared" / "realworld")
+ABSENT = f"the real-world Responses are not at {CORPUS} (set SAML_REALWORLD_DIR)"
 
 
-def corpus_dir() -> Path | None:
-    configured = os.environ.get("SAML_REALWORLD_DIR")
-    if configured:
-        return Path(configured) if Path(configured).is_dir() else None
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "realworld"
-        if candidate.is_dir():
-            return candidate
-    return None
+def cases(kind: str) -> list[Any]:
+    """One pytest parameter per case folder of `kind` ("corpus" or "rejects")."""
+    folder = CORPUS / kind
+    if not folder.is_dir():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=ABSENT), id=f"{kind}-absent")]
+    return [pytest.param(path, id=path.name) for path in sorted(folder.iterdir()) if path.is_dir()]
 
 
 def case_dir(name: str, kind: str = "corpus") -> Path:
-    root = corpus_dir()
-    if root is None or not (root / kind / name).is_dir():
-        pytest.skip(f"the real-world case {kind}/{name} is not here (set SAML_REALWORLD_DIR)")
-    return root / kind / name
+    if not (CORPUS / kind / name).is_dir():
+        pytest.skip(ABSENT)
+    return CORPUS / kind / name
 
 
 def facts(case: Path) -> dict[str, Any]:
     return json.loads((case / "case.json").read_text())  # type: ignore[no-any-return]
 
 
-def _settings_at(acs_url: str, settings: Settings) -> Settings:
-    """`settings` whose `acs_url` is the case's own (the class keeps every other field)."""
-
-    class CaseSettings(Settings):
-        @property
-        def acs_url(self) -> str:
-            return acs_url
-
-    object.__setattr__(settings, "__class__", CaseSettings)
-    return settings
-
-
-def service_provider(case: Path, backend: str, **security: Any) -> ServiceProvider:
-    """A ServiceProvider for `case` (its IdP certificate, audience, ACS URL, SP key)."""
-    known = facts(case)
-    metadata = manual_metadata_xml(
-        known["issuer"], "https://idp.invalid/sso", (case / "idp-cert.pem").read_text()
-    )
-    raw: dict[str, Any] = {
-        "base_url": "https://sp.invalid",
-        "secret_key": "realworld-corpus-secret-0123456789",
-        "sp": {"entity_id": known["audience"]},
-        "idp": {"metadata_xml": metadata},
+def case_settings(
+    folder: Path,
+    *,
+    secret_key: str = "realworld-corpus-secret-0123456789",
+    backend: str = "inprocess",
+    **security: Any,
+) -> dict[str, Any]:
+    """The settings of the SP the Response was issued for (see the module docstring)."""
+    case = facts(folder)
+    acs = urlsplit(case["acs_url"])
+    path = (acs.path or "/") + (f"?{acs.query}" if acs.query else "")
+    idp: dict[str, Any]
+    if case.get("idp_metadata_file"):
+        idp = {"metadata_xml": (folder / case["idp_metadata_file"]).read_text()}
+    else:
+        idp = {
+            "entity_id": case["issuer"],
+            # Not used by the ACS (no AuthnRequest is sent); manual settings require one.
+            "sso_url": case.get("idp_sso_url") or "https://idp.invalid/sso",
+            "x509cert": (folder / "idp-cert.pem").read_text(),
+        }
+    sp: dict[str, Any] = {"entity_id": case["audience"]}
+    if case.get("sp_key_file"):
+        sp["key_pem"] = (folder / case["sp_key_file"]).read_text()
+        sp["cert_pem"] = (folder / case["sp_cert_file"]).read_text()
+    return {
+        "base_url": f"{acs.scheme}://{acs.netloc}",
+        "secret_key": secret_key,
+        "paths": {"acs": path},
+        "sp": sp,
+        "idp": idp,
         "security": {
             "crypto_backend": backend,
-            "reject_sha1": not known["uses_sha1"],
-            "want_assertions_signed": "assertion" in known["signed_parts"],
-            "want_response_signed": "response" in known["signed_parts"],
+            "reject_sha1": not case["uses_sha1"],
+            "want_assertions_signed": "assertion" in case["signed_parts"],
+            "want_response_signed": "response" in case["signed_parts"],
             **security,
         },
     }
-    if (case / "sp-key.pem").is_file():
-        raw["sp"]["key_pem"] = (case / "sp-key.pem").read_text()
-        raw["sp"]["cert_pem"] = (case / "sp-cert.pem").read_text()
-    settings = _settings_at(known["acs_url"], load_settings(raw))
-    sp = ServiceProvider(settings, parse_idp_metadata(metadata))
+
+
+def service_provider(case: Path, backend: str, **security: Any) -> ServiceProvider:
+    """A ServiceProvider for `case` (its IdP, audience, ACS URL, SP key)."""
+    settings = load_settings(case_settings(case, backend=backend, **security))
+    assert settings.idp is not None
+    sp = ServiceProvider(settings, IdPMetadata(settings.idp).load())
     sp.client.config.accepted_time_diff = 10**10  # pysaml2's clock is now, not the case's
     return sp
 

@@ -41,7 +41,7 @@ def service_provider(devidp: DevIdP, binding: str, signed: bool, **sp: object) -
 
 def sent_request(provider: ServiceProvider) -> tuple[etree._Element, bool]:
     """The AuthnRequest as the IdP receives it, and whether it carries a signature."""
-    _, outgoing = provider.authn_request("/relay")
+    outgoing = provider.authn_request("/relay", "_test-request-id")
     if outgoing.form is not None:
         root = etree.fromstring(base64.b64decode(outgoing.form["SAMLRequest"]))
         return root, root.find(f"{{{DS}}}Signature") is not None

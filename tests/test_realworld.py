@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -38,10 +37,8 @@ from starlette.routing import Route
 
 from saml_middleware import SAMLMiddleware
 from saml_middleware.cli import main
+from tests.realworld_cases import case_settings, cases, facts
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("SAML_REALWORLD_DIR") or REPO.parent / "shared" / "realworld")
-ABSENT = f"the real-world Responses are not at {CORPUS} (set SAML_REALWORLD_DIR)"
 SECRET = "realworld-test-secret-0123456789abcdef"
 
 # Why a `rejects/` case is refused, as our refusal code, where case.json gives its reason
@@ -56,57 +53,11 @@ REJECT_CODES = {
 }
 
 
-def cases(kind: str) -> list[Any]:
-    folder = CORPUS / kind
-    if not folder.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=ABSENT), id=f"{kind}-absent")]
-    return [pytest.param(path, id=path.name) for path in sorted(folder.iterdir()) if path.is_dir()]
-
-
-def facts(folder: Path) -> dict[str, Any]:
-    facts: dict[str, Any] = json.loads((folder / "case.json").read_text())
-    return facts
-
-
-def case_settings(folder: Path) -> dict[str, Any]:
-    """The settings of the SP the Response was issued for (see the module docstring)."""
-    case = facts(folder)
-    acs = urlsplit(case["acs_url"])
-    path = (acs.path or "/") + (f"?{acs.query}" if acs.query else "")
-    idp: dict[str, Any]
-    if case.get("idp_metadata_file"):
-        idp = {"metadata_xml": (folder / case["idp_metadata_file"]).read_text()}
-    else:
-        idp = {
-            "entity_id": case["issuer"],
-            # Not used by the ACS (no AuthnRequest is sent); manual settings require one.
-            "sso_url": case.get("idp_sso_url") or "https://idp.invalid/sso",
-            "x509cert": (folder / "idp-cert.pem").read_text(),
-        }
-    sp: dict[str, Any] = {"entity_id": case["audience"]}
-    if case.get("sp_key_file"):
-        sp["key_pem"] = (folder / case["sp_key_file"]).read_text()
-        sp["cert_pem"] = (folder / case["sp_cert_file"]).read_text()
-    return {
-        "base_url": f"{acs.scheme}://{acs.netloc}",
-        "secret_key": SECRET,
-        "paths": {"acs": path},
-        "sp": sp,
-        "idp": idp,
-        "security": {
-            "crypto_backend": "inprocess",  # what diagnose --at needs
-            "reject_sha1": not case["uses_sha1"],
-            "want_assertions_signed": "assertion" in case["signed_parts"],
-            "want_response_signed": "response" in case["signed_parts"],
-        },
-    }
-
-
 def diagnose(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
     """`saml-middleware diagnose --json` at the Response's IssueInstant, for its request."""
     case = facts(folder)
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps(case_settings(folder)))
+    settings.write_text(json.dumps(case_settings(folder, secret_key=SECRET)))
     args = ["diagnose", "--settings", str(settings), "--response", str(folder / "response.xml")]
     args += ["--at", case["response_issue_instant"] or case["issue_instant"], "--json"]
     if case["in_response_to"]:
