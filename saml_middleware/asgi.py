@@ -20,18 +20,29 @@ from .config import Settings
 from .engine import Engine, HttpRequest, PassThrough, Response
 from .errors import SAMLError
 from .identity import SAMLUser
+from .sessions import SessionBackend
+from .stores import Store
 
 
 class SAMLMiddleware:
     """SAML sign-in for an ASGI app.
 
     Use `SAMLMiddleware(app, settings=SETTINGS)` or
-    `app.add_middleware(SAMLMiddleware, settings=SETTINGS)`.
+    `app.add_middleware(SAMLMiddleware, settings=SETTINGS)`. `store` and
+    `sessions` replace the store and the session backend the settings name
+    (docs/configuration.md, "Your own store or session backend").
     """
 
-    def __init__(self, app: ASGIApp, settings: Mapping[str, Any] | Settings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Mapping[str, Any] | Settings,
+        *,
+        store: Store | None = None,
+        sessions: SessionBackend | None = None,
+    ) -> None:
         self.app = app
-        self.engine = Engine(settings)
+        self.engine = Engine(settings, store=store, sessions=sessions)
         self._cookie_name = self.engine.settings.session.cookie_name
 
     def invalidate_tenant(self, slug: str | None = None) -> None:

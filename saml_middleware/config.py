@@ -702,7 +702,7 @@ def _organization_endpoints(sec: _Section, paths: PathSettings) -> dict[str, tup
 
 
 def load_tenant(base: Settings, slug: str, raw: Any) -> TenantSettings:
-    """Validate one organization's dict against the app's `Settings` (see DESIGN.md).
+    """Validate one organization's dict against the app's `Settings` (docs/organizations.md).
 
     `idp` is required; `attributes` and `roles` replace the app's when given;
     `session` may only shorten the app's timeouts. Raises `ConfigError` naming
@@ -938,7 +938,7 @@ def _seconds(sec: _Section, name: str, default: float) -> float:
 
 
 def load_settings(raw: Mapping[str, Any] | Settings) -> Settings:
-    """Validate a settings dict (see DESIGN.md) into a frozen `Settings` (kept as is if one)."""
+    """Validate a settings dict (docs/configuration.md) into a frozen `Settings`."""
     if isinstance(raw, Settings):
         return raw
     root = _Section(raw, "")

@@ -92,7 +92,7 @@ from .protocol import (
     public_error,
 )
 from .routing import EndpointRoutes, canonical_path, path_spellings, url_in
-from .session import Session, make_sessions
+from .sessions import CookieSessions, Session, SessionBackend, make_sessions
 from .slo import (
     MAX_RELAY_STATE,
     STATUS_SUCCESS,
@@ -247,6 +247,7 @@ class Engine:
         settings: Mapping[str, Any] | Settings,
         *,
         store: Store | None = None,
+        sessions: SessionBackend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = load_settings(settings)
@@ -260,9 +261,12 @@ class Engine:
             Organizations(self.settings, clock) if self.settings.tenants is not None else None
         )
         self.store: Store = store or make_store(self.settings.store)
-        self.sessions = make_sessions(
+        self.sessions: SessionBackend = sessions or make_sessions(
             self.settings.session, self.settings.secret_key, self.store, clock=clock
         )
+        # The default cookie backend needs no I/O: its sessions are read with a plain
+        # call, so a signed-in user's request runs no coroutine for its session.
+        self._decode_now = self.sessions.decode if type(self.sessions) is CookieSessions else None
         self._relay = URLSafeSerializer(self.settings.secret_key, salt="saml_middleware.relay")
         self._requests = RequestTokens(self.settings.secret_key)
         self._binding = LoginBinding(self.settings.secret_key, self.settings.session)
@@ -336,10 +340,10 @@ class Engine:
         refresh due. None means "ask `handle`" (which gives the same answer
         whenever this one gives a user).
         """
-        load_now = self.sessions.load_now
-        if self.organizations is not None or load_now is None or self._route(path) is not None:
+        decode = self._decode_now
+        if self.organizations is not None or decode is None or self._route(path) is not None:
             return None
-        session = load_now(cookie)
+        session = decode(cookie)
         if session is None or session.refresh or session.user.tenant is not None:
             return None
         return session.user
@@ -372,8 +376,8 @@ class Engine:
         `SAMLError` when the store or the organization cannot be read.
         """
         cookie = request.cookies.get(self.settings.session.cookie_name)
-        load_now = self.sessions.load_now  # cookie sessions: no I/O, no coroutine
-        session = load_now(cookie) if load_now is not None else await self.sessions.load(cookie)
+        decode = self._decode_now
+        session = decode(cookie) if decode is not None else await self.sessions.load(cookie)
         if session is None or session.user.tenant is None:
             return session, None
         org = await self._organization(session.user.tenant)
@@ -1126,7 +1130,8 @@ class Engine:
         message: LogoutRequestMessage | LogoutResponseMessage,
         query: RedirectMessage | None,
     ) -> None:
-        """From our IdP, signed by a key in its metadata, for this SLS, recent (W7)."""
+        """From our IdP, signed by a key in its metadata, for this SLS, recent
+        (docs/security.md, row W7)."""
         security = self.settings.security
         idp = sp.idp
         if message.issuer != idp.entity_id:

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from starlette.authentication import BaseUser
-
 from .claims import EMAIL_FALLBACK_CLAIMS, ENTRA_GROUPS, ENTRA_GROUPS_LINK
 from .config import AttributeSettings, RoleSettings
 from .errors import SAMLError
@@ -31,8 +29,13 @@ _EMPTY: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
-class SAMLUser(BaseUser):
-    """The signed-in user (or the anonymous one); frozen: hooks return a `replace`d copy."""
+class SAMLUser:
+    """The signed-in user (or the anonymous one); frozen: hooks return a `replace`d copy.
+
+    It has what Starlette's `BaseUser` has (`is_authenticated`, `display_name`,
+    `identity`) without depending on Starlette: the ASGI adapter puts it in
+    `scope["user"]` and the matching `AuthCredentials` in `scope["auth"]`.
+    """
 
     name_id: str = ""
     name_id_format: str | None = None
@@ -48,13 +51,13 @@ class SAMLUser(BaseUser):
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
-    display_name: str = ""  # type: ignore[assignment]  # a field, where BaseUser has a property
+    display_name: str = ""
     roles: tuple[str, ...] = ()
     # True when Entra sent groups.link instead of the groups (over 150 of them) and
     # no `roles.overage_hook` resolved them: the user's groups are unknown.
     groups_overage: bool = False
     attributes: Mapping[str, Sequence[str]] = field(default_factory=lambda: _EMPTY, compare=False)
-    is_authenticated: bool = True  # type: ignore[assignment]
+    is_authenticated: bool = True
 
     @property
     def identity(self) -> str:

@@ -33,6 +33,8 @@ from .config import Settings
 from .engine import Engine, HttpRequest, PassThrough, Response
 from .errors import SAMLError
 from .identity import SAMLUser
+from .sessions import SessionBackend
+from .stores import Store
 
 log = logging.getLogger("saml_middleware.wsgi")
 
@@ -48,12 +50,20 @@ class SAMLWSGIMiddleware:
     """SAML sign-in for a WSGI app (Flask, Django, Pyramid, plain WSGI).
 
     Use `SAMLWSGIMiddleware(app, settings=SETTINGS)`; the settings are those of
-    `SAMLMiddleware` (see DESIGN.md), validated here, at construction.
+    `SAMLMiddleware` (docs/configuration.md), validated here, at construction,
+    and so are `store` and `sessions`.
     """
 
-    def __init__(self, app: WSGIApp, settings: Mapping[str, Any] | Settings) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        settings: Mapping[str, Any] | Settings,
+        *,
+        store: Store | None = None,
+        sessions: SessionBackend | None = None,
+    ) -> None:
         self.app = app
-        self.engine = Engine(settings)
+        self.engine = Engine(settings, store=store, sessions=sessions)
         self._loops = _ThreadLoops()
 
     def invalidate_tenant(self, slug: str | None = None) -> None:

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from saml_middleware import SAMLMiddleware, SAMLUser
 from saml_middleware.engine import PassThrough
-from saml_middleware.session import SessionCodec
+from saml_middleware.sessions import SessionCodec
 from tests.helpers import SP_BASE, request, settings_for
 
 pytestmark = pytest.mark.anyio

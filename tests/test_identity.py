@@ -48,7 +48,7 @@ from saml_middleware.identity import (
     resolve_overage,
     role_values,
 )
-from saml_middleware.session import COOKIE_LIMIT, SessionCodec
+from saml_middleware.sessions import COOKIE_LIMIT, SessionCodec
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OID = "0c1e5d5e-8c46-4a52-a9d7-3b5b0c6a8f10"

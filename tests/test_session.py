@@ -9,7 +9,7 @@ import pytest
 
 from saml_middleware.config import SessionSettings
 from saml_middleware.identity import SAMLUser
-from saml_middleware.session import SessionCodec
+from saml_middleware.sessions import SessionCodec
 
 USER = SAMLUser(
     name_id="b@contoso.com",

@@ -21,7 +21,7 @@ from saml_middleware.config import SessionSettings
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from saml_middleware.identity import SAMLUser
-from saml_middleware.session import StoreSessions
+from saml_middleware.sessions import StoreSessions
 from saml_middleware.stores import MemoryStore, Store
 from tests.adapter_apps import login
 from tests.helpers import Browser, cookie_value, header, request

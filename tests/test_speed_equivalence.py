@@ -36,7 +36,7 @@ from saml_middleware.protocol import (
     inspect_response,
     saml_instant,
 )
-from saml_middleware.session import SessionCodec
+from saml_middleware.sessions import SessionCodec
 from tests.helpers import settings_for
 
 IDP_URL = "https://idp.example.test/speed-idp"

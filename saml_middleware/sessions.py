@@ -240,9 +240,6 @@ class SessionBackend(Protocol):
     """What the engine needs of a session backend (cookie or store)."""
 
     settings: SessionSettings
-    # `load` as a plain call, for a backend that needs no I/O (None otherwise): a
-    # signed-in user's request then runs no coroutine for its session.
-    load_now: Callable[[str | None], Session | None] | None
 
     async def load(self, cookie: str | None) -> Session | None:
         """The session the cookie value names, or None (missing, forged, expired, revoked)."""
@@ -274,10 +271,6 @@ class SessionBackend(Protocol):
 
 class CookieSessions(SessionCodec):
     """`session.backend = "cookie"`: the whole session is the signed cookie."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.load_now: Callable[[str | None], Session | None] | None = self.decode
 
     async def load(self, cookie: str | None) -> Session | None:
         return self.decode(cookie)
@@ -331,8 +324,6 @@ class StoreSessions:
     of record digests Single Logout revokes. The record's store TTL follows the
     idle and absolute timeouts; the times inside it are checked too.
     """
-
-    load_now: Callable[[str | None], Session | None] | None = None  # the store needs I/O
 
     def __init__(
         self,
