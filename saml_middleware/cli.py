@@ -1002,9 +1002,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         value = response_value(_read_response(args.response))
         with _quiet_library_logs():
             engine = Engine(settings, store=MemoryStore(), clock=clock)
-            assert engine.realm is not None
-            engine.realm.enabled = enabled
-            engine.realm.name = name or engine.realm.name
+            assert engine.tenant is not None
+            engine.tenant.enabled = enabled
+            engine.tenant.name = name or engine.tenant.name
             diagnosis = asyncio.run(engine.diagnose(value, request_id=args.request_id))
     except CLIError as exc:
         raise CLIError(str(exc), 2) from None

@@ -108,7 +108,7 @@ from .slo import (
     verify_redirect_signature,
 )
 from .stores import Store, StoreUnavailable, make_store
-from .tenants import Organizations, Realm
+from .tenants import Tenant, Tenants
 from .urls import split_url
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ class PassThrough:
 
 
 Reply = Response | PassThrough
-Endpoint = Callable[[HttpRequest, "Realm | None"], Awaitable[Response]]
+Endpoint = Callable[[HttpRequest, "Tenant | None"], Awaitable[Response]]
 
 
 class Engine:
@@ -252,14 +252,12 @@ class Engine:
     ) -> None:
         self.settings = load_settings(settings)
         # The app's own IdP (top-level `idp`), if any, and the organizations, if any.
-        self.realm: Realm | None = None
+        self.tenant: Tenant | None = None
         if self.settings.idp is not None:
-            self.realm = Realm(self.settings, clock=clock)
-            self.realm.metadata.load()
-            self.realm.service_provider_sync()
-        self.organizations = (
-            Organizations(self.settings, clock) if self.settings.tenants is not None else None
-        )
+            self.tenant = Tenant(self.settings, clock=clock)
+            self.tenant.metadata.load()
+            self.tenant.service_provider_sync()
+        self.tenants = Tenants(self.settings, clock) if self.settings.tenants is not None else None
         self.store: Store = store or make_store(self.settings.store)
         self.sessions: SessionBackend = sessions or make_sessions(
             self.settings.session, self.settings.secret_key, self.store, clock=clock
@@ -291,13 +289,13 @@ class Engine:
     @property
     def metadata(self) -> IdPMetadata:
         """The app's own IdP description (the top-level `idp`)."""
-        assert self.realm is not None, "no top-level idp: see engine.organizations"
-        return self.realm.metadata
+        assert self.tenant is not None, "no top-level idp: see engine.tenants"
+        return self.tenant.metadata
 
     def invalidate_tenant(self, slug: str | None = None) -> None:
         """Apply an admin's change to an organization (or to all) at the next request."""
-        if self.organizations is not None:
-            self.organizations.invalidate(slug)
+        if self.tenants is not None:
+            self.tenants.invalidate(slug)
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -308,7 +306,7 @@ class Engine:
             self._check_public_url(request)
             return await self._run_endpoint(route[0], route[1], request)
         try:
-            org = None if self.organizations is None else await self._organization_of(request)
+            org = None if self.tenants is None else await self._organization_of(request)
         except SAMLError as err:  # which organization, or its rules, unknown: fail closed
             log.info("organization lookup failed for %s: %s", request.path[:200], err.code)
             return self.error_response(err, request)
@@ -341,7 +339,7 @@ class Engine:
         whenever this one gives a user).
         """
         decode = self._decode_now
-        if self.organizations is not None or decode is None or self._route(path) is not None:
+        if self.tenants is not None or decode is None or self._route(path) is not None:
             return None
         session = decode(cookie)
         if session is None or session.refresh or session.user.tenant is not None:
@@ -349,7 +347,7 @@ class Engine:
         return session.user
 
     async def _organization_path(
-        self, request: HttpRequest, org: Realm, session: Session | None, clear: str | None
+        self, request: HttpRequest, org: Tenant, session: Session | None, clear: str | None
     ) -> Reply:
         """A path of an organization: only its own sessions count there (`strict` says
         whether anonymous requests pass, for the app's own login)."""
@@ -400,17 +398,17 @@ class Engine:
             await self.sessions.end(session)
         return None, self.sessions.clear_header()
 
-    async def _organization(self, slug: str | None) -> Realm | None:
-        if slug is None or self.organizations is None:
+    async def _organization(self, slug: str | None) -> Tenant | None:
+        if slug is None or self.tenants is None:
             return None
-        return await self.organizations.get(slug)
+        return await self.tenants.get(slug)
 
-    async def _organization_of(self, request: HttpRequest) -> Realm | None:
+    async def _organization_of(self, request: HttpRequest) -> Tenant | None:
         """The organization a (non-endpoint) path belongs to, if any."""
-        if self.organizations is None:
+        if self.tenants is None:
             return None
         try:
-            slug = self.organizations.resolve(request.path, request.headers.get("host", ""))
+            slug = self.tenants.resolve(request.path, request.headers.get("host", ""))
         except SAMLError:  # a path or host naming no valid organization: refused
             raise
         except Exception:
@@ -456,17 +454,17 @@ class Engine:
         the configured endpoint paths (either slash variant), and anything under the prefix."""
         return self._routes.match(path)
 
-    async def _endpoint_realm(self, name: str, slug: str | None) -> Realm | None:
+    async def _endpoint_realm(self, name: str, slug: str | None) -> Tenant | None:
         """Whose endpoint this is: the app's own, or an organization's (404 if unknown)."""
         if slug is None:
-            if self.realm is None and name != "logout":
+            if self.tenant is None and name != "logout":
                 raise SAMLError(
                     "unknown_tenant", "Sign in from your organization's own sign-in page.", 404
                 )
-            return self.realm
-        if self.organizations is None or not SLUG.fullmatch(slug):
+            return self.tenant
+        if self.tenants is None or not SLUG.fullmatch(slug):
             raise SAMLError("not_found", "There is no such sign-in page.", 404)
-        org = await self.organizations.get(slug)
+        org = await self.tenants.get(slug)
         if org is None:
             raise SAMLError("unknown_tenant", "There is no such organization.", 404)
         if not org.enabled and name == "login":
@@ -475,11 +473,11 @@ class Engine:
 
     async def _run_endpoint(self, name: str, slug: str | None, request: HttpRequest) -> Response:
         endpoint = self._endpoints.get(name, self.not_found)
-        realm = None
+        tenant = None
         try:
             if endpoint != self.not_found:
-                realm = await self._endpoint_realm(name, slug)
-            return await endpoint(request, realm)
+                tenant = await self._endpoint_realm(name, slug)
+            return await endpoint(request, tenant)
         except SAMLError as err:
             # The one record with the real code: the browser may see a coarser one.
             log.warning(
@@ -497,7 +495,7 @@ class Engine:
                     extra={
                         "saml_outcome": err.code,
                         "saml_tenant": slug,
-                        "saml_issuer": _issuer_or_none(realm),
+                        "saml_issuer": _issuer_or_none(tenant),
                     },
                 )
             return self.error_response(err, request)
@@ -531,7 +529,7 @@ class Engine:
         )
 
     def _login_required(
-        self, request: HttpRequest, org: Realm | None, set_cookie: str | None = None
+        self, request: HttpRequest, org: Tenant | None, set_cookie: str | None = None
     ) -> Response:
         root = _mount_path(request.root_path)
         target = root + request.path + (f"?{request.query_string}" if request.query_string else "")
@@ -553,56 +551,56 @@ class Engine:
 
     # -- endpoints ----------------------------------------------------------------
 
-    async def not_found(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def not_found(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         raise SAMLError("not_found", "There is no such sign-in page.", 404)
 
     def sp_metadata_xml(self) -> str:
         """The SP metadata to give the app's own IdP (entity ID, ACS URL, certificates)."""
-        assert self.realm is not None, "no top-level idp: use sp_metadata_for(slug)"
-        return self.realm.service_provider_sync().metadata_xml()
+        assert self.tenant is not None, "no top-level idp: use sp_metadata_for(slug)"
+        return self.tenant.service_provider_sync().metadata_xml()
 
     async def sp_metadata_for(self, slug: str | None) -> str:
         """The SP metadata of an organization (or, for None, of the app's own IdP).
 
         Raises `SAMLError` for an unknown organization or one whose IdP cannot be read.
         """
-        realm = await self._endpoint_realm("metadata", slug)
-        assert realm is not None
-        return (await realm.service_provider()).metadata_xml()
+        tenant = await self._endpoint_realm("metadata", slug)
+        assert tenant is not None
+        return (await tenant.service_provider()).metadata_xml()
 
-    async def metadata_endpoint(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def metadata_endpoint(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         _require_method(request, "GET", "HEAD")
-        assert realm is not None
-        body = (await realm.service_provider()).metadata_xml().encode("utf-8")
+        assert tenant is not None
+        body = (await tenant.service_provider()).metadata_xml().encode("utf-8")
         return Response(
             200, [("content-type", "application/samlmetadata+xml; charset=utf-8")], body
         )
 
-    async def login(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def login(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         _require_method(request, "GET", "HEAD")
-        assert realm is not None
-        next_url = self.safe_redirect(request.query("next")) or self._home(request, realm)
-        return await self._send_to_idp(request, realm, next_url, test=False)
+        assert tenant is not None
+        next_url = self.safe_redirect(request.query("next")) or self._home(request, tenant)
+        return await self._send_to_idp(request, tenant, next_url, test=False)
 
-    async def test_sso(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def test_sso(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         """Test SSO: the login round trip, answered at the ACS by a diagnostics page.
 
         Works while an organization is disabled (test before enabling). The
         answer creates no session and provisions no one.
         """
         _require_method(request, "GET", "HEAD")
-        assert realm is not None
-        return await self._send_to_idp(request, realm, "", test=True)
+        assert tenant is not None
+        return await self._send_to_idp(request, tenant, "", test=True)
 
     async def _send_to_idp(
-        self, request: HttpRequest, realm: Realm, next_url: str, *, test: bool
+        self, request: HttpRequest, tenant: Tenant, next_url: str, *, test: bool
     ) -> Response:
-        """An AuthnRequest to the realm's IdP. Nothing is stored: its ID is a signed
+        """An AuthnRequest to the tenant's IdP. Nothing is stored: its ID is a signed
         token (organization, test flag, expiry, nonce), and a cookie binds it to
         this browser."""
-        sp = await realm.service_provider()
+        sp = await tenant.service_provider()
         now = self._clock()
-        token = self._requests.issue(realm.slug, test=test, now=now)
+        token = self._requests.issue(tenant.slug, test=test, now=now)
         relay_state = self._relay.dumps(next_url)
         outgoing = await asyncio.to_thread(sp.authn_request, relay_state, token.request_id)
         bind = (
@@ -617,34 +615,34 @@ class Engine:
             auto_post_form(outgoing.url, outgoing.form),
         )
 
-    def _home(self, request: HttpRequest, realm: Realm | None) -> str:
+    def _home(self, request: HttpRequest, tenant: Tenant | None) -> str:
         home = self.settings.paths.after_login
-        if realm is not None and self.settings.tenant_options is not None:
-            home = realm.home(home, self.settings.tenant_options.resolver)
+        if tenant is not None and self.settings.tenant_options is not None:
+            home = tenant.home(home, self.settings.tenant_options.resolver)
         return _mount_path(request.root_path) + home
 
-    async def acs(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def acs(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         _require_method(request, "POST")
-        assert realm is not None
+        assert tenant is not None
         form = await self._read_form(request)
         security = self.settings.security
         xml = decode_post_message(
             _single(form, "SAMLResponse", required=True) or "", security.max_request_bytes
         )
         relay_state = _single(form, "RelayState")
-        sp = await realm.service_provider()
+        sp = await tenant.service_provider()
 
         def outstanding(envelope: ResponseEnvelope) -> Any:
-            # Before any cryptography. IdP-initiated, for an enabled realm, or answering a
-            # request of ours for this realm from this browser: the signatures are checked
+            # Before any cryptography. IdP-initiated, for an enabled tenant, or answering a
+            # request of ours for this tenant from this browser: the signatures are checked
             # in the same thread hop. Anything else is decided (or refused) below.
             if not envelope.in_response_to:
-                return None if realm.enabled else NOT_YET
+                return None if tenant.enabled else NOT_YET
             try:
-                token = self._outstanding_request(request, realm, envelope.in_response_to)
+                token = self._outstanding_request(request, tenant, envelope.in_response_to)
             except SAMLError:
                 return NOT_YET
-            return token if realm.enabled and not token.test else NOT_YET
+            return token if tenant.enabled and not token.test else NOT_YET
 
         try:
             checked = await asyncio.to_thread(
@@ -657,21 +655,21 @@ class Engine:
             # IdP error status, most often): its request ID names it.
             observed = observe_response(xml)
             test_token = self._test_request(
-                request, realm, observed.in_response_to if observed is not None else None
+                request, tenant, observed.in_response_to if observed is not None else None
             )
             if test_token is None:
                 raise
-            return await self._test_report(request, realm, sp, xml, test_token, None, err)
+            return await self._test_report(request, tenant, sp, xml, test_token, None, err)
         envelope, verified = checked.envelope, checked.login
         token = (
-            self._outstanding_request(request, realm, envelope.in_response_to)
+            self._outstanding_request(request, tenant, envelope.in_response_to)
             if envelope.in_response_to
             else None
         )
         if token is not None and token.test:
-            return await self._test_report(request, realm, sp, xml, token, envelope, None)
-        if not realm.enabled:
-            raise _tenant_disabled(realm)
+            return await self._test_report(request, tenant, sp, xml, token, envelope, None)
+        if not tenant.enabled:
+            raise _tenant_disabled(tenant)
         if verified is None:
             verified = await asyncio.to_thread(
                 sp.verify_response,
@@ -686,10 +684,10 @@ class Engine:
             raise SAMLError("replay", "This sign-in answer has already been used.")
         if token is not None and not await self._mark_used(token):
             raise SAMLError("wrong_in_response_to", "This sign-in answer was already used.")
-        user = await self._mapped_user(realm, verified)
-        check_required_role(user, realm.settings.roles)
+        user = await self._mapped_user(tenant, verified)
+        check_required_role(user, tenant.settings.roles)
         user = await self._provision(user)
-        home = self._home(request, realm)
+        home = self._home(request, tenant)
         # Ours: the page signed into the RelayState; else (IdP-initiated, or an IdP
         # that did not echo ours) only a path on this site.
         signed_next = self._signed_next(relay_state) if token is not None else None
@@ -711,9 +709,9 @@ class Engine:
         return Response(303, headers)
 
     def _outstanding_request(
-        self, request: HttpRequest, realm: Realm, request_id: str
+        self, request: HttpRequest, tenant: Tenant, request_id: str
     ) -> RequestToken:
-        """The request of ours that a Response answers (InResponseTo), for this realm,
+        """The request of ours that a Response answers (InResponseTo), for this tenant,
         started in this browser; refused otherwise. Whether it was already used is
         known only once the answer has passed every other check (`_mark_used`)."""
         token = self._requests.read(request_id, self._clock())
@@ -722,7 +720,7 @@ class Engine:
                 "wrong_in_response_to",
                 "This sign-in answer is unknown, expired or already used: please sign in again.",
             )
-        if token.tenant != realm.slug:
+        if token.tenant != tenant.slug:
             raise SAMLError(
                 "wrong_in_response_to",
                 "This sign-in answer belongs to another organization's sign-in.",
@@ -752,10 +750,10 @@ class Engine:
             return None
         return next_url if isinstance(next_url, str) and next_url else None
 
-    async def _mapped_user(self, realm: Realm, verified: VerifiedLogin) -> SAMLUser:
-        """The user a verified login maps to, under the realm's attribute and role rules
+    async def _mapped_user(self, tenant: Tenant, verified: VerifiedLogin) -> SAMLUser:
+        """The user a verified login maps to, under the tenant's attribute and role rules
         (Entra group overage resolved; `roles.require_mapped_role` is the caller's)."""
-        settings = realm.settings
+        settings = tenant.settings
         user = build_user(
             name_id=verified.name_id,
             name_id_format=verified.name_id_format,
@@ -767,26 +765,26 @@ class Engine:
             attributes=verified.attributes,
             attribute_settings=settings.attributes,
             role_settings=settings.roles,
-            tenant=realm.slug,
+            tenant=tenant.slug,
         )
         return await resolve_overage(user, settings.roles)
 
     def _test_request(
-        self, request: HttpRequest, realm: Realm, request_id: str | None
+        self, request: HttpRequest, tenant: Tenant, request_id: str | None
     ) -> RequestToken | None:
-        """This realm's Test SSO request `request_id`, if it is one (refused when it
+        """This tenant's Test SSO request `request_id`, if it is one (refused when it
         was started in another browser)."""
         if not request_id:
             return None
         token = self._requests.read(request_id, self._clock())
-        if token is None or not token.test or token.tenant != realm.slug:
+        if token is None or not token.test or token.tenant != tenant.slug:
             return None
-        return self._outstanding_request(request, realm, request_id)
+        return self._outstanding_request(request, tenant, request_id)
 
     async def _test_report(
         self,
         request: HttpRequest,
-        realm: Realm,
+        tenant: Tenant,
         sp: ServiceProvider,
         xml: bytes,
         token: RequestToken,
@@ -801,13 +799,13 @@ class Engine:
         """
         if not await self._mark_used(token):
             raise SAMLError("wrong_in_response_to", "This test answer was already used.")
-        diagnosis = await self._diagnosis(realm, sp, xml, envelope, error, token.request_id)
+        diagnosis = await self._diagnosis(tenant, sp, xml, envelope, error, token.request_id)
         error, report = diagnosis.error, diagnosis.report
         log.info(
             "Test SSO%s: %s",
-            f" for organization {realm.slug}" if realm.slug else "",
+            f" for organization {tenant.slug}" if tenant.slug else "",
             "passed" if error is None else f"failed ({error.code})",
-            extra={"saml_tenant": realm.slug, "saml_outcome": error.code if error else "ok"},
+            extra={"saml_tenant": tenant.slug, "saml_outcome": error.code if error else "ok"},
         )
         return Response(
             200,
@@ -817,7 +815,7 @@ class Engine:
 
     async def _diagnosis(
         self,
-        realm: Realm,
+        tenant: Tenant,
         sp: ServiceProvider,
         xml: bytes,
         envelope: ResponseEnvelope | None,
@@ -837,18 +835,18 @@ class Engine:
                     outstanding_id=envelope.in_response_to,
                     now=self._clock(),
                 )
-                user = await self._mapped_user(realm, verified)
-                role_values = identity_role_values(user.attributes, realm.settings.roles)
-                check_required_role(user, realm.settings.roles)
+                user = await self._mapped_user(tenant, verified)
+                role_values = identity_role_values(user.attributes, tenant.settings.roles)
+                check_required_role(user, tenant.settings.roles)
             except SAMLError as err:
                 error = err
         observed = observe_response(xml)
         report = build_report(
             expected=expected_from(
-                realm.settings,
+                tenant.settings,
                 sp.idp,
-                tenant=realm.slug,
-                tenant_name=realm.name or None,
+                tenant=tenant.slug,
+                tenant_name=tenant.name or None,
                 request_id=request_id,
             ),
             observed=observed,
@@ -864,15 +862,15 @@ class Engine:
         Base64 form value), for `saml-middleware diagnose`; judged at the engine's clock.
 
         The ACS's steps in its order (decoding, structure, the request answered,
-        the realm enabled, verification, mapping, required role), reading and
+        the tenant enabled, verification, mapping, required role), reading and
         writing nothing in the store: no replay mark, no session, no request
         taken. `request_id` stands for the one outstanding request: a Response
         answering another (or any, without it) is refused as the ACS refuses an
         unknown request. The replay check and the provision hook are not run.
         """
-        realm = self.realm
-        assert realm is not None, "diagnose needs the top-level idp (or one organization's)"
-        sp = await realm.service_provider()
+        tenant = self.tenant
+        assert tenant is not None, "diagnose needs the top-level idp (or one organization's)"
+        sp = await tenant.service_provider()
         xml, envelope, error = b"", None, None
         try:
             xml = decode_post_message(saml_response, self.settings.security.max_request_bytes)
@@ -883,13 +881,13 @@ class Engine:
                     "wrong_in_response_to",
                     "The SAML response answers another request than the outstanding one.",
                 )
-            if not realm.enabled:
-                raise _tenant_disabled(realm)
+            if not tenant.enabled:
+                raise _tenant_disabled(tenant)
         except SAMLError as err:
             error = err
-        return await self._diagnosis(realm, sp, xml, envelope, error, request_id)
+        return await self._diagnosis(tenant, sp, xml, envelope, error, request_id)
 
-    async def logout(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def logout(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         """End the local session, by POST only: a link, an image or a prefetch cannot.
 
         GET (and HEAD) with a session answers a page whose button POSTs here
@@ -904,7 +902,7 @@ class Engine:
         if request.method != "POST":
             if await self._session_or_none(request) is None:  # nothing to end
                 return Response(303, [("location", _location(next_url)), _NO_STORE])
-            own = realm.settings if realm is not None else self.settings
+            own = tenant.settings if tenant is not None else self.settings
             action = f"{_mount_path(request.root_path)}{own.paths.endpoints['logout'][0]}"
             if safe_next:
                 action += f"?next={quote(safe_next, safe='/')}"
@@ -924,13 +922,13 @@ class Engine:
         session = await self._end_session(request)
         headers = [("set-cookie", self.sessions.clear_header()), _NO_STORE]
         if session is not None:
-            outgoing = await self._single_logout(session, next_url, realm)
+            outgoing = await self._single_logout(session, next_url, tenant)
             if outgoing is not None:
                 return _outgoing_response(outgoing, headers)
         return Response(303, [("location", _location(next_url)), *headers])
 
     async def _single_logout(
-        self, session: Session, next_url: str, realm: Realm | None
+        self, session: Session, next_url: str, tenant: Tenant | None
     ) -> Outgoing | None:
         """SP-initiated Single Logout: the LogoutRequest for the IdP, or None (local only).
 
@@ -943,15 +941,15 @@ class Engine:
         user = session.user
         if user.tenant is not None:
             try:
-                realm = await self._organization(user.tenant)
+                tenant = await self._organization(user.tenant)
             except SAMLError:
-                realm = None
+                tenant = None
         else:
-            realm = self.realm
-        if realm is None:
+            tenant = self.tenant
+        if tenant is None:
             return None
         try:
-            sp = await realm.service_provider()
+            sp = await tenant.service_provider()
         except SAMLError:
             return None
         if user.issuer != sp.idp.entity_id:
@@ -977,7 +975,7 @@ class Engine:
         try:
             await self.store.put(
                 f"logout:{request_id}",
-                {"next": next_url, **({"tenant": realm.slug} if realm.slug else {})},
+                {"next": next_url, **({"tenant": tenant.slug} if tenant.slug else {})},
                 OUTSTANDING_REQUEST_TTL,
             )
         except StoreUnavailable:
@@ -985,7 +983,7 @@ class Engine:
             return None
         return outgoing
 
-    async def sls(self, request: HttpRequest, realm: Realm | None) -> Response:
+    async def sls(self, request: HttpRequest, tenant: Tenant | None) -> Response:
         """Single Logout Service: the IdP's LogoutRequest, or its LogoutResponse to ours.
 
         HTTP-Redirect (GET, the signature over the raw query) or HTTP-POST (an
@@ -1013,16 +1011,16 @@ class Engine:
             relay_state = _single(form, "RelayState")
             if relay_state is not None and len(relay_state) > MAX_RELAY_STATE:
                 raise SAMLError("malformed", "The sign-out message's RelayState is too long.", 400)
-        assert realm is not None
-        sp = await realm.service_provider()
+        assert tenant is not None
+        sp = await tenant.service_provider()
         if kind == "SAMLRequest":
-            return await self._logout_requested(request, realm, sp, xml, query, relay_state)
-        return await self._logout_answered(request, realm, sp, xml, query)
+            return await self._logout_requested(request, tenant, sp, xml, query, relay_state)
+        return await self._logout_answered(request, tenant, sp, xml, query)
 
     async def _logout_requested(
         self,
         request: HttpRequest,
-        realm: Realm,
+        tenant: Tenant,
         sp: ServiceProvider,
         xml: bytes,
         query: RedirectMessage | None,
@@ -1031,7 +1029,7 @@ class Engine:
         """IdP-initiated logout: end the NameID's sessions (all, or those of its
         SessionIndexes), then answer the IdP with a LogoutResponse."""
         message = await asyncio.to_thread(inspect_logout_request, xml)
-        await self._check_logout_message(realm, sp, message, query)
+        await self._check_logout_message(tenant, sp, message, query)
         skew = self.settings.security.clock_skew_seconds
         if message.not_on_or_after is not None and self._clock() - skew >= message.not_on_or_after:
             raise SAMLError("expired", "This sign-out request has expired.")
@@ -1044,10 +1042,10 @@ class Engine:
             sp.idp.entity_id,
             message.name_id,
             message.session_indexes,
-            matches=lambda user: _same_name_id(user, realm, sp.idp.entity_id, message),
+            matches=lambda user: _same_name_id(user, tenant, sp.idp.entity_id, message),
         )
         headers = [_NO_STORE]
-        if own is not None and _is_subject(own.user, realm, sp.idp.entity_id, message):
+        if own is not None and _is_subject(own.user, tenant, sp.idp.entity_id, message):
             with contextlib.suppress(StoreUnavailable):  # revoke just used the store
                 await self.sessions.end(own)
             headers.append(("set-cookie", self.sessions.clear_header()))
@@ -1080,7 +1078,7 @@ class Engine:
     async def _logout_answered(
         self,
         request: HttpRequest,
-        realm: Realm,
+        tenant: Tenant,
         sp: ServiceProvider,
         xml: bytes,
         query: RedirectMessage | None,
@@ -1091,11 +1089,11 @@ class Engine:
         or failed answer does not change that (its cookie is cleared again).
         """
         message = await asyncio.to_thread(inspect_logout_response, xml)
-        await self._check_logout_message(realm, sp, message, query)
+        await self._check_logout_message(tenant, sp, message, query)
         record = None
         if message.in_response_to:
             record = await self.store.pop(f"logout:{message.in_response_to}")
-        if record is None or record.get("tenant") != realm.slug:
+        if record is None or record.get("tenant") != tenant.slug:
             raise SAMLError(
                 "wrong_in_response_to",
                 "This sign-out answer is unknown, expired or already used. "
@@ -1125,7 +1123,7 @@ class Engine:
 
     async def _check_logout_message(
         self,
-        realm: Realm,
+        tenant: Tenant,
         sp: ServiceProvider,
         message: LogoutRequestMessage | LogoutResponseMessage,
         query: RedirectMessage | None,
@@ -1152,7 +1150,7 @@ class Engine:
             raise SAMLError("signature_required", "The sign-out message is not signed.")
         else:
             signed = False
-        sls_url = realm.settings.endpoint_url("sls")
+        sls_url = tenant.settings.endpoint_url("sls")
         if not url_in(message.destination, (sls_url,)) and (
             signed or message.destination is not None
         ):
@@ -1357,16 +1355,18 @@ class Engine:
         log.warning(message, *args)
 
 
-def _is_subject(user: SAMLUser, realm: Realm, issuer: str, message: LogoutRequestMessage) -> bool:
+def _is_subject(user: SAMLUser, tenant: Tenant, issuer: str, message: LogoutRequestMessage) -> bool:
     """Whether a LogoutRequest names this user's session (its SessionIndex, if it names any)."""
     if user.name_id != message.name_id or (user.issuer or "") != issuer:
         return False
-    if user.tenant != realm.slug or not _same_name_id(user, realm, issuer, message):
+    if user.tenant != tenant.slug or not _same_name_id(user, tenant, issuer, message):
         return False
     return not message.session_indexes or user.session_index in message.session_indexes
 
 
-def _same_name_id(user: SAMLUser, realm: Realm, issuer: str, message: LogoutRequestMessage) -> bool:
+def _same_name_id(
+    user: SAMLUser, tenant: Tenant, issuer: str, message: LogoutRequestMessage
+) -> bool:
     """The LogoutRequest's NameID qualifiers are the user's (Format, NameQualifier, ...)."""
     return same_name_id(
         user,
@@ -1375,11 +1375,11 @@ def _same_name_id(user: SAMLUser, realm: Realm, issuer: str, message: LogoutRequ
         sp_name_qualifier=message.sp_name_qualifier,
         sp_provided_id=message.sp_provided_id,
         idp_entity_id=issuer,
-        sp_entity_id=realm.settings.sp.entity_id,
+        sp_entity_id=tenant.settings.sp.entity_id,
     )
 
 
-def _tenant_disabled(org: Realm) -> SAMLError:
+def _tenant_disabled(org: Tenant) -> SAMLError:
     return SAMLError(
         "tenant_disabled",
         f"Single sign-on is switched off for {org.name}: sign in another way, or ask "
@@ -1388,10 +1388,10 @@ def _tenant_disabled(org: Realm) -> SAMLError:
     )
 
 
-def _issuer_or_none(realm: Realm | None) -> str | None:
-    if realm is None or realm.metadata.version == 0:
+def _issuer_or_none(tenant: Tenant | None) -> str | None:
+    if tenant is None or tenant.metadata.version == 0:
         return None
-    return realm.metadata.current().entity_id
+    return tenant.metadata.current().entity_id
 
 
 def _outgoing_response(outgoing: Outgoing, headers: list[tuple[str, str]]) -> Response:

@@ -1,11 +1,12 @@
-"""Organizations (tenants): which one a request belongs to, and each one's IdP.
+"""Tenants (organizations, in user-facing text): which one a request belongs to, and each
+one's IdP.
 
-A `Realm` is one IdP relationship with its own SP entity ID and ACS URL: the
-app's own (the top-level `idp`) or one organization's. `Organizations` finds an
-organization's realm by slug, from the settings dict or from the app's loader
+A `Tenant` is one IdP relationship with its own SP entity ID and ACS URL: the
+app's own (the top-level `idp`) or one organization's. `Tenants` finds an
+organization's tenant by slug, from the settings dict or from the app's loader
 (its own database, as in Sentry or Contentstack), caching loader results for
 `tenant_options.cache_seconds` so an admin's change applies within that time,
-or at once after `invalidate`. A realm keeps its parsed metadata and its pysaml2
+or at once after `invalidate`. A tenant keeps its parsed metadata and its pysaml2
 client across reloads while the organization's settings do not change.
 """
 
@@ -39,7 +40,7 @@ TENANT_MISCONFIGURED = (
 )
 
 
-class Realm:
+class Tenant:
     """One IdP relationship: its merged settings, its metadata, its pysaml2 client."""
 
     def __init__(
@@ -63,16 +64,16 @@ class Realm:
         self._sp_version = 0
 
     @classmethod
-    def of(cls, tenant: TenantSettings, clock: Callable[[], float] = time.time) -> Realm:
+    def of(cls, loaded: TenantSettings, clock: Callable[[], float] = time.time) -> Tenant:
         return cls(
-            tenant.settings,
-            name=tenant.name,
-            enabled=tenant.enabled,
-            strict=tenant.strict,
+            loaded.settings,
+            name=loaded.name,
+            enabled=loaded.enabled,
+            strict=loaded.strict,
             clock=clock,
         )
 
-    def adopt(self, old: Realm) -> None:
+    def adopt(self, old: Tenant) -> None:
         """Keep `old`'s parsed metadata (and pysaml2 client) when the IdP is the same:
         switching SSO on, or changing a role mapping, must not fetch metadata again."""
         if self.settings.idp != old.settings.idp:
@@ -126,7 +127,7 @@ class _Broken:
         self.error = error
 
 
-class Organizations:
+class Tenants:
     """The organizations of one engine: by slug, and by request path or host."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
@@ -135,21 +136,21 @@ class Organizations:
         self._clock = clock
         self.options = settings.tenant_options
         self._lock = threading.Lock()
-        self._fixed: dict[str, Realm] | None = None
+        self._fixed: dict[str, Tenant] | None = None
         self._loader: Callable[..., Any] | None = None
         if isinstance(settings.tenants, Mapping):
-            self._fixed = {slug: Realm.of(t, clock) for slug, t in settings.tenants.items()}
-            for realm in self._fixed.values():
-                realm.metadata.load()  # every settings error at start-up
+            self._fixed = {slug: Tenant.of(t, clock) for slug, t in settings.tenants.items()}
+            for tenant in self._fixed.values():
+                tenant.metadata.load()  # every settings error at start-up
         else:
             self._loader = settings.tenants
         ttl = self.options.cache_seconds or _RETRY_SECONDS
-        self._answers: TTLCache[str, Realm | _Broken | None] = TTLCache(
+        self._answers: TTLCache[str, Tenant | _Broken | None] = TTLCache(
             maxsize=self.options.cache_size, ttl=ttl
         )
         # Realms by slug with the raw dict they were built from: reused (parsed
         # metadata, pysaml2 client) while the loader returns an equal dict.
-        self._realms: LRUCache[str, tuple[Any, Realm]] = LRUCache(maxsize=self.options.cache_size)
+        self._tenants: LRUCache[str, tuple[Any, Tenant]] = LRUCache(maxsize=self.options.cache_size)
         kind, value = self.options.resolver
         # "{slug}.app.example.com" -> ("", ".app.example.com"): what surrounds the slug.
         self._host_parts = tuple(value.split(SLUG_PLACEHOLDER, 1)) if kind == "host" else None
@@ -209,8 +210,8 @@ class Organizations:
 
     # -- by slug ----------------------------------------------------------------------
 
-    async def get(self, slug: str) -> Realm | None:
-        """The organization's realm, None for an unknown slug.
+    async def get(self, slug: str) -> Tenant | None:
+        """The organization's tenant, None for an unknown slug.
 
         Raises `SAMLError` (503) when the loader fails with nothing known of the
         organization, or when its settings are not valid (the cause is logged).
@@ -225,10 +226,10 @@ class Organizations:
             cached = await self._load(slug)
         if isinstance(cached, _Broken):
             raise SAMLError("tenant_misconfigured", TENANT_MISCONFIGURED, 503)
-        assert cached is None or isinstance(cached, Realm)
+        assert cached is None or isinstance(cached, Tenant)
         return cached
 
-    async def _load(self, slug: str) -> Realm | _Broken | None:
+    async def _load(self, slug: str) -> Tenant | _Broken | None:
         assert self._loader is not None
         try:
             if inspect.iscoroutinefunction(self._loader) or inspect.iscoroutinefunction(
@@ -242,42 +243,42 @@ class Organizations:
         except Exception:
             log.exception("the tenants loader failed for organization %s", slug)
             with self._lock:
-                known = self._realms.get(slug)
+                known = self._tenants.get(slug)
             if known is None:
                 raise SAMLError("tenant_unavailable", TENANT_UNAVAILABLE, 503) from None
             log.warning("organization %s: keeping its last known settings", slug)
-            answer: Realm | _Broken | None = known[1]
+            answer: Tenant | _Broken | None = known[1]
             with self._lock:
                 self._answers[slug] = answer
             return answer
-        answer = self._realm_from(slug, raw)
+        answer = self._tenant_from(slug, raw)
         with self._lock:
             self._answers[slug] = answer
         return answer
 
-    def _realm_from(self, slug: str, raw: Any) -> Realm | _Broken | None:
+    def _tenant_from(self, slug: str, raw: Any) -> Tenant | _Broken | None:
         if raw is None:
             with self._lock:
-                self._realms.pop(slug, None)
+                self._tenants.pop(slug, None)
             return None
         with self._lock:
-            known = self._realms.get(slug)
+            known = self._tenants.get(slug)
         if known is not None and _same(known[0], raw):
             return known[1]
         try:
-            realm = Realm.of(load_tenant(self._base, slug, raw), self._clock)
+            tenant = Tenant.of(load_tenant(self._base, slug, raw), self._clock)
         except ConfigError as err:
             log.error("organization %s has invalid settings: %s", slug, err)
             return _Broken(err)
         if known is not None:
-            realm.adopt(known[1])
+            tenant.adopt(known[1])
         try:
             snapshot = copy.deepcopy(raw)
         except Exception:  # an object that cannot be copied: no reuse, no harm
             snapshot = _MISSING
         with self._lock:
-            self._realms[slug] = (snapshot, realm)
-        return realm
+            self._tenants[slug] = (snapshot, tenant)
+        return tenant
 
     def invalidate(self, slug: str | None = None) -> None:
         """Forget cached loader answers (one organization's, or all), and read the IdP
@@ -290,10 +291,10 @@ class Organizations:
             else:
                 self._answers.pop(slug, None)
             known = dict(self._fixed or {})
-            known.update((name, realm) for name, (_, realm) in self._realms.items())
-        for name, realm in known.items():
+            known.update((name, tenant) for name, (_, tenant) in self._tenants.items())
+        for name, tenant in known.items():
             if slug in (None, name):
-                realm.metadata.invalidate()
+                tenant.metadata.invalidate()
 
     def problem(self, slug: str) -> str | None:
         """Why an organization's settings were refused (for Test SSO), if they were."""

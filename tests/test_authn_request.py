@@ -32,7 +32,7 @@ def service_provider(devidp: DevIdP, binding: str, signed: bool, **sp: object) -
     if signed:
         sp = {**sp, "key_pem": KEY_PEM, "cert_pem": CERT_PEM, "sign_authn_requests": True}
     settings = settings_for(devidp, **{f"sp__{key}": value for key, value in sp.items()})
-    provider = Engine(settings).realm.service_provider_sync()
+    provider = Engine(settings).tenant.service_provider_sync()
     if binding == "post":  # an IdP that offers only HTTP-POST
         idp = dataclasses.replace(provider.idp, sso_redirect_url=None)
         provider = ServiceProvider(provider.settings, idp)

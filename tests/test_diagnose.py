@@ -362,8 +362,8 @@ async def test_diagnose_stores_nothing(devidp, make_engine):
 
 async def test_disabled_organization_is_refused(devidp, make_engine):
     engine = make_engine()
-    assert engine.realm is not None
-    engine.realm.enabled = False
+    assert engine.tenant is not None
+    engine.tenant.enabled = False
     diagnosis = await engine.diagnose(mint(devidp))
     assert diagnosis.error is not None and diagnosis.error.code == "tenant_disabled"
 

@@ -57,7 +57,7 @@ Verdict = tuple[str, Any]
 
 
 def service_provider(acs: Acs) -> ServiceProvider:
-    sp = acs.engine.realm.service_provider_sync()
+    sp = acs.engine.tenant.service_provider_sync()
     assert sp._native is not None
     return sp
 
@@ -275,4 +275,4 @@ def test_the_switch_selects_the_path(make_acs, monkeypatch):
 
 def service_provider_for_backend(make_acs, backend: str) -> ServiceProvider:
     acs = make_acs(security__crypto_backend=backend)
-    return acs.engine.realm.service_provider_sync()
+    return acs.engine.tenant.service_provider_sync()

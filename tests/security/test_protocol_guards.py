@@ -254,7 +254,7 @@ def test_required_signatures_are_checked_on_what_pysaml2_returned(
     make_acs, settings, response_signed, assertion_signed, refused
 ):
     """`check_signed` holds the rule itself: pysaml2 decides it in a loop of retries."""
-    expect = make_acs(**settings).engine.realm.service_provider_sync()._expect
+    expect = make_acs(**settings).engine.tenant.service_provider_sync()._expect
     if refused:
         assert code_of(check_signed, expect, response_signed, assertion_signed) == (
             "signature_required",
