@@ -50,11 +50,6 @@ class RequestToken:
     test: bool
     expires_at: int
 
-    @property
-    def used_key(self) -> str:
-        """The store key marking this request used (an `add_if_absent` mark)."""
-        return f"request-used:{self.nonce}"
-
 
 class RequestTokens:
     """Issues and reads the signed AuthnRequest IDs."""

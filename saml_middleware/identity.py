@@ -6,15 +6,13 @@ included); the preset and `attributes.map` pick the well-known fields, and
 pure function of the assertion and the settings, so roles are recomputed at
 every login: a user removed from an IdP group loses the app role at the next
 sign-in. The two settings hooks (`roles.overage_hook`, `provision`) are run by
-`call_hook`, awaited when async and in a worker thread when sync.
+hooks.py's `run_hook`, awaited when async and in a worker thread when sync.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 from .claims import EMAIL_FALLBACK_CLAIMS, ENTRA_GROUPS, ENTRA_GROUPS_LINK
 from .config import AttributeSettings, RoleSettings
 from .errors import SAMLError
+from .hooks import run_hook
 
 log = logging.getLogger("saml_middleware.identity")
 
@@ -272,18 +271,6 @@ def build_user(
     )
 
 
-async def call_hook(hook: Callable[..., Any], user: SAMLUser) -> Any:
-    """Run a settings hook: awaited when async; a sync one runs in a worker thread,
-    so its database or HTTP calls do not block the event loop."""
-    # type(hook).__call__: an object whose __call__ is async.
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__):
-        return await hook(user)
-    result = await asyncio.to_thread(hook, user)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 async def resolve_overage(user: SAMLUser, settings: RoleSettings) -> SAMLUser:
     """Ask `roles.overage_hook` for an overage user's groups and map roles again.
 
@@ -297,13 +284,13 @@ async def resolve_overage(user: SAMLUser, settings: RoleSettings) -> SAMLUser:
     hook = settings.overage_hook
     if not user.groups_overage or hook is None:
         return user
-    try:
-        groups = await call_hook(hook, user)
-    except SAMLError:
-        raise
-    except Exception:
-        log.exception("roles.overage_hook failed")
-        raise SAMLError("groups_unavailable", GROUPS_UNAVAILABLE, 503) from None
+    groups = await run_hook(
+        hook,
+        user,
+        failure=SAMLError("groups_unavailable", GROUPS_UNAVAILABLE, 503),
+        log=log,
+        failed=("roles.overage_hook failed",),
+    )
     if groups is None:
         log.warning("roles.overage_hook could not resolve the groups of an overage user")
         return user

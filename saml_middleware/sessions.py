@@ -26,24 +26,32 @@ fit even then is refused at login rather than given a cookie the browser drops.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from itsdangerous import BadData, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
 from .config import SessionSettings
 from .errors import SAMLError
 from .identity import SAMLUser
-from .stores import Store
+from .state import digest as _digest
+from .state import session_key, sessions_of_key
+from .stores import Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .http import HttpRequest
+    from .tenants import Tenant
 
 log = logging.getLogger("saml_middleware.session")
+# The gate's records stay the engine's, as operators know them.
+_engine_log = logging.getLogger("saml_middleware.engine")
 
 # Browsers drop cookies over 4096 bytes (name and attributes included): the whole
 # Set-Cookie value stays under this, with room to spare.
@@ -64,6 +72,38 @@ class Session:
     login_time: float
     refresh: bool  # True when the cookie should be re-issued (sliding idle timeout)
     last_active: float = 0.0  # when the session was last refreshed (idle timeouts)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """The one rule for how long a session lasts, whichever backend keeps it.
+
+    A session ends `max_age` seconds after the login (never extended) or after
+    `idle` seconds without a request; while the user is active its last-activity
+    time moves on, at most every tenth of the idle window (a re-issued cookie, a
+    rewritten record). An organization's own, shorter, timeouts are the same rule.
+    """
+
+    max_age: int
+    idle: int | None
+
+    @classmethod
+    def of(cls, settings: SessionSettings) -> Timeouts:
+        return cls(settings.max_age_seconds, settings.idle_timeout_seconds)
+
+    def expired(self, login_time: float, last_active: float, now: float) -> bool:
+        """Whether a session of this login and last activity is over (or dated ahead)."""
+        idle = self.idle
+        return (
+            now - login_time > self.max_age
+            or login_time > now + 60
+            or (idle is not None and now - last_active > idle)
+        )
+
+    def refresh_due(self, last_active: float, now: float) -> bool:
+        """Whether the session's last activity should be recorded now."""
+        idle = self.idle
+        return idle is not None and now - last_active >= max(1, idle // 10)
 
 
 class _ClockedSigner(TimestampSigner):
@@ -95,8 +135,7 @@ class SessionCodec:
             signer=_ClockedSigner,
             signer_kwargs={"clock": clock},
         )
-        idle = settings.idle_timeout_seconds
-        self._refresh_after = max(1, idle // 10) if idle else None
+        self._timeouts = Timeouts.of(settings)
         # Cookie value -> what its verified payload said. A browser sends the same
         # cookie on every request: verify its signature once, not on each one. Only
         # values whose signature verified get in; the timeouts are still checked
@@ -201,12 +240,9 @@ class SessionCodec:
                 self._verified.clear()
             self._verified[value] = hit
         session, login_time, last_active = hit
-        if now - login_time > self.settings.max_age_seconds or login_time > now + 60:
+        if self._timeouts.expired(login_time, last_active, now):
             return None
-        idle = self.settings.idle_timeout_seconds
-        if idle is not None and now - last_active > idle:
-            return None
-        if self._refresh_after is not None and now - last_active >= self._refresh_after:
+        if self._timeouts.refresh_due(last_active, now):
             return Session(session.user, session.session_id, login_time, True, last_active)
         return session
 
@@ -304,10 +340,6 @@ class CookieSessions(SessionCodec):
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
-
-
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= _VERIFIED_CACHE_SIZE:
         cache.clear()
@@ -337,22 +369,13 @@ class StoreSessions:
         self.store = store
         self._clock = clock
         self._ids = URLSafeSerializer(secret_key, salt="saml_middleware.session-id")
-        idle = settings.idle_timeout_seconds
-        self._refresh_after = max(1, idle // 10) if idle else None
+        self._timeouts = Timeouts.of(settings)
         # Work done once per session, not per request (bounded, emptied when full):
         # cookie -> its verified session id; (record digest, login time) -> user.
         self._ids_verified: dict[str, tuple[str, str]] = {}
         self._users: dict[tuple[str, float], SAMLUser] = {}
 
     # -- keys and records ------------------------------------------------------------
-
-    @staticmethod
-    def _record_key(digest: str) -> str:
-        return f"session:{digest}"
-
-    @staticmethod
-    def _index_key(issuer: str | None, name_id: str) -> str:
-        return f"sessions-of:{_digest(issuer or '', name_id)}"
 
     def _session_id(self, cookie: str | None) -> str | None:
         if not cookie or len(cookie) > 256:
@@ -390,7 +413,7 @@ class StoreSessions:
             known = (session_id, _digest(session_id))
             _remember(self._ids_verified, cookie or "", known)
         session_id, digest = known
-        key = self._record_key(digest)
+        key = session_key(digest)
         record = await self.store.get(key)  # every time: a revoked session must end
         if record is None:
             return None
@@ -404,15 +427,10 @@ class StoreSessions:
         except (KeyError, TypeError, ValueError):
             return None
         now = self._clock()
-        idle = self.settings.idle_timeout_seconds
-        if (
-            now - login_time > self.settings.max_age_seconds
-            or login_time > now + 60
-            or (idle is not None and now - last_active > idle)
-        ):
+        if self._timeouts.expired(login_time, last_active, now):
             await self.store.delete(key)
             return None
-        refresh = self._refresh_after is not None and now - last_active >= self._refresh_after
+        refresh = self._timeouts.refresh_due(last_active, now)
         return Session(user, session_id, login_time, refresh, last_active)
 
     async def start(self, user: SAMLUser) -> str:
@@ -421,11 +439,9 @@ class StoreSessions:
         now = self._clock()
         # The index first: a session the index does not know could escape Single Logout.
         await self.store.add_member(
-            self._index_key(user.issuer, user.name_id), digest, self.settings.max_age_seconds
+            sessions_of_key(user.issuer, user.name_id), digest, self.settings.max_age_seconds
         )
-        await self.store.put(
-            self._record_key(digest), self._record(user, now, now), self._ttl(now, now)
-        )
+        await self.store.put(session_key(digest), self._record(user, now, now), self._ttl(now, now))
         return _set_cookie(
             self.settings, str(self._ids.dumps(session_id)), self.settings.max_age_seconds
         )
@@ -435,7 +451,7 @@ class StoreSessions:
             now = self._clock()
             # `replace`, not `put`: a session revoked meanwhile must stay revoked.
             await self.store.replace(
-                self._record_key(_digest(session.session_id)),
+                session_key(_digest(session.session_id)),
                 self._record(session.user, session.login_time, now),
                 self._ttl(session.login_time, now),
             )
@@ -443,9 +459,9 @@ class StoreSessions:
 
     async def end(self, session: Session) -> None:
         digest = _digest(session.session_id)
-        await self.store.delete(self._record_key(digest))
+        await self.store.delete(session_key(digest))
         await self.store.remove_member(
-            self._index_key(session.user.issuer, session.user.name_id), digest
+            sessions_of_key(session.user.issuer, session.user.name_id), digest
         )
 
     async def revoke(
@@ -456,11 +472,11 @@ class StoreSessions:
         *,
         matches: Callable[[SAMLUser], bool] | None = None,
     ) -> int:
-        index = self._index_key(issuer, name_id)
+        index = sessions_of_key(issuer, name_id)
         wanted = set(session_indexes)
         ended = 0
         for digest in await self.store.members(index):
-            key = self._record_key(digest)
+            key = session_key(digest)
             record = await self.store.get(key)
             if record is None:  # expired or logged out: just tidy the index
                 await self.store.remove_member(index, digest)
@@ -501,3 +517,112 @@ def make_sessions(
     if settings.backend == "store":
         return StoreSessions(settings, secret_key, store, clock=clock)
     return CookieSessions(settings, secret_key, clock=clock)
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who a request is: its session (None: anonymous) and, when its session has
+    just ended, the Set-Cookie header value that clears the browser's cookie."""
+
+    session: Session | None
+    clear_cookie: str | None = None
+
+
+class SessionGate:
+    """The one answer to "who is this request?": `user_for(request)`.
+
+    The backend's session, judged again by its organization's own (shorter)
+    timeouts, and ended at its next request once the organization is disabled
+    or gone. `user_now` is the same answer with no coroutine, for the adapters'
+    shortcut, when only a cookie needs reading.
+    """
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        tenant_named: Callable[[str], Awaitable[Tenant | None]] | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self._cookie_name = backend.settings.cookie_name
+        self._tenant_named = tenant_named
+        self._clock = clock
+        # The default cookie backend needs no I/O: its sessions are read with a plain
+        # call, so a signed-in user's request runs no coroutine for its session.
+        self._decode_now = backend.decode if type(backend) is CookieSessions else None
+
+    def user_now(self, cookie: str | None) -> SAMLUser | None:
+        """The signed-in user when the cookie alone says so (no organizations, no
+        refresh due); None means "ask `user_for`", which then gives the same user."""
+        decode = self._decode_now
+        if decode is None or self._tenant_named is not None:
+            return None
+        session = decode(cookie)
+        if session is None or session.refresh or session.user.tenant is not None:
+            return None
+        return session.user
+
+    async def user_for(self, request: HttpRequest) -> Visit:
+        """The request's session. Raises `SAMLError` (503) when the store or the
+        session's organization cannot be read."""
+        cookie = request.cookies.get(self._cookie_name)
+        decode = self._decode_now
+        session = decode(cookie) if decode is not None else await self.backend.load(cookie)
+        if session is None or session.user.tenant is None:
+            return Visit(session)
+        named = self._tenant_named
+        tenant = await named(session.user.tenant) if named is not None else None
+        if tenant is not None and tenant.enabled:
+            timeouts = Timeouts.of(tenant.settings.session)
+            now = self._clock()
+            if not timeouts.expired(session.login_time, session.last_active, now):
+                if timeouts.refresh_due(session.last_active, now):
+                    session = replace(session, refresh=True)
+                return Visit(session)
+        _engine_log.info(
+            "session of organization %s ended: %s",
+            session.user.tenant,
+            "organization disabled or removed"
+            if tenant is None or not tenant.enabled
+            else "timeout",
+        )
+        with contextlib.suppress(StoreUnavailable):
+            await self.backend.end(session)
+        return Visit(None, self.backend.clear_header())
+
+    async def session_or_none(self, request: HttpRequest) -> Session | None:
+        """The request's session; None also when it cannot be read (logged)."""
+        try:
+            return (await self.user_for(request)).session
+        except StoreUnavailable:
+            _engine_log.info("session lookup failed on %s: store_unavailable", request.path[:200])
+            return None
+
+    async def refreshed_cookie(self, session: Session) -> str | None:
+        """Record the activity of a session whose refresh is due; its new cookie, if any."""
+        if not session.refresh:
+            return None
+        try:
+            return await self.backend.refresh(session)
+        except StoreUnavailable:
+            return None  # the session is still valid; its idle clock moves on the next request
+
+    async def end(self, request: HttpRequest) -> Session | None:
+        """End the request's session wherever it lives; the browser's cookie is cleared apart.
+
+        With the store down, a server-side session cannot be deleted: the
+        browser still forgets it, the record expires with its timeouts, and the
+        operator is told.
+        """
+        session = await self.session_or_none(request)
+        if session is None:
+            return None
+        try:
+            await self.backend.end(session)
+        except StoreUnavailable:
+            _engine_log.error(
+                "logout: the server-side session could not be deleted (store unavailable); "
+                "it expires with its timeouts"
+            )
+        return session

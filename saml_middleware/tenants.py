@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from cachetools import LRUCache, TTLCache
 
 from .config import SLUG, Settings, TenantSettings, load_tenant
 from .errors import ConfigError, SAMLError
+from .hooks import run_hook
 from .metadata import IdPMetadata
 from .protocol import ServiceProvider
 from .routing import SLUG_PLACEHOLDER, canonical_host, canonical_slug, path_spellings
@@ -231,21 +231,22 @@ class Tenants:
 
     async def _load(self, slug: str) -> Tenant | _Broken | None:
         assert self._loader is not None
+        failure = SAMLError("tenant_unavailable", TENANT_UNAVAILABLE, 503)
         try:
-            if inspect.iscoroutinefunction(self._loader) or inspect.iscoroutinefunction(
-                getattr(self._loader, "__call__", None)  # noqa: B004 -- async callable objects
-            ):
-                raw = await self._loader(slug)
-            else:
-                raw = await asyncio.to_thread(self._loader, slug)
-            if inspect.isawaitable(raw):
-                raw = await raw
-        except Exception:
-            log.exception("the tenants loader failed for organization %s", slug)
+            raw = await run_hook(
+                self._loader,
+                slug,
+                failure=failure,
+                log=log,
+                failed=("the tenants loader failed for organization %s", slug),
+            )
+        except SAMLError as err:
+            if err is not failure:  # the loader's own refusal (AccessDenied)
+                raise
             with self._lock:
                 known = self._tenants.get(slug)
             if known is None:
-                raise SAMLError("tenant_unavailable", TENANT_UNAVAILABLE, 503) from None
+                raise
             log.warning("organization %s: keeping its last known settings", slug)
             answer: Tenant | _Broken | None = known[1]
             with self._lock:
@@ -315,3 +316,13 @@ def _same(old: Any, new: Any) -> bool:
         return old is not _MISSING and bool(old == new)
     except Exception:
         return False
+
+
+def tenant_disabled(tenant: Tenant) -> SAMLError:
+    """The refusal for an organization whose single sign-on is switched off."""
+    return SAMLError(
+        "tenant_disabled",
+        f"Single sign-on is switched off for {tenant.name}: sign in another way, or ask "
+        "its administrator.",
+        403,
+    )

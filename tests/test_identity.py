@@ -38,10 +38,10 @@ from saml_middleware.claims import (
 )
 from saml_middleware.config import Settings, load_settings
 from saml_middleware.errors import AccessDenied, ConfigError, SAMLError
+from saml_middleware.hooks import call_hook
 from saml_middleware.identity import (
     SAMLUser,
     build_user,
-    call_hook,
     check_required_role,
     map_roles,
     mapped_roles,

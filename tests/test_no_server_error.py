@@ -41,7 +41,14 @@ from lxml import etree
 from saml_middleware import SAMLMiddleware, SAMLWSGIMiddleware
 from saml_middleware import engine as engine_module
 from saml_middleware.devidp import DevIdP
-from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response, UnexpectedErrors
+from saml_middleware.engine import (
+    Endpoint,
+    Engine,
+    HttpRequest,
+    PassThrough,
+    Response,
+    UnexpectedErrors,
+)
 from saml_middleware.slo import redirect_url
 from tests import forge
 from tests.forge import KeyPair
@@ -870,8 +877,8 @@ def test_an_unexpected_error_logs_its_traceback_once_then_a_counted_line(
     async def other_bug(req: HttpRequest, realm: Any) -> Response:
         return {}["missing"]  # a KeyError, elsewhere
 
-    monkeypatch.setitem(engine._endpoints, "metadata", broken)
-    monkeypatch.setitem(engine._endpoints, "test", other_bug)
+    monkeypatch.setitem(engine._endpoints, "metadata", Endpoint(broken))
+    monkeypatch.setitem(engine._endpoints, "test", Endpoint(other_bug))
     caplog.set_level(logging.ERROR, logger="saml_middleware.engine")
     for _ in range(20):
         assert refused_as(run(engine, request("GET", "/saml/metadata/"))) == (
@@ -899,8 +906,8 @@ def test_past_the_bound_of_kinds_no_more_tracebacks_are_logged(
     async def second(req: HttpRequest, realm: Any) -> Response:
         raise KeyError("two")
 
-    monkeypatch.setitem(engine._endpoints, "metadata", first)
-    monkeypatch.setitem(engine._endpoints, "test", second)
+    monkeypatch.setitem(engine._endpoints, "metadata", Endpoint(first))
+    monkeypatch.setitem(engine._endpoints, "test", Endpoint(second))
     caplog.set_level(logging.ERROR, logger="saml_middleware.engine")
     run(engine, request("GET", "/saml/metadata/"))
     run(engine, request("GET", "/saml/test/"))

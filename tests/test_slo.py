@@ -529,12 +529,12 @@ def test_a_logout_request_decodes_as_sent(devidp: DevIdP, make_engine) -> None:
 async def test_a_logout_request_that_cannot_be_built_still_signs_out_locally(
     slo_engine: Engine, devidp: DevIdP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import saml_middleware.engine as engine_module
+    import saml_middleware.logout as logout_module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("pysaml2 failed")
 
-    monkeypatch.setattr(engine_module, "build_logout_request", broken)
+    monkeypatch.setattr(logout_module, "build_logout_request", broken)
     browser = await signed_in(slo_engine, devidp)
     out = await slo_engine.handle(
         request("POST", "/saml/logout/?next=/bye", cookies=browser.cookies)
