@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,20 +178,6 @@ class ResponseEnvelope:
     # The checked lxml tree of `xml`: the in-process backend verifies signatures on
     # it instead of parsing the same bytes again (read-only: never changed).
     root: etree._Element | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class CheckedResponse:
-    """What `ServiceProvider.check_response` returns."""
-
-    envelope: ResponseEnvelope
-    login: VerifiedLogin | None  # None when `lookup` said NOT_YET (not verified yet)
-    record: Any  # what `lookup` returned: the answered request's record, or None
-
-
-# `check_response`'s `lookup` returns this to stop after the structural checks
-# (the caller decides on the loop, then calls `verify_response` itself).
-NOT_YET: Any = object()
 
 
 # What a POSTed Base64 message may carry besides Base64 (dropped before decoding).
@@ -725,36 +711,6 @@ class ServiceProvider:
         return Outgoing(location)
 
     # -- incoming ---------------------------------------------------------------
-
-    def check_response(
-        self,
-        xml: bytes,
-        *,
-        lookup: Callable[[ResponseEnvelope], Any],
-        now: float | Callable[[], float] | None = None,
-    ) -> CheckedResponse:
-        """`inspect_response`, then `lookup`, then `verify_response`: one call, one thread hop.
-
-        `lookup(envelope)` runs after the structural checks and before any
-        cryptography (in the caller's thread). It returns the record of the
-        outstanding request the response answers (None when it answers none),
-        or raises to refuse, so a forged answer costs no signature check; or
-        `NOT_YET` to stop there (the result's `login` is then None, and the
-        caller verifies with `verify_response`). A solicited response is
-        verified against its InResponseTo only when `lookup` returned a record;
-        otherwise `verify_response` refuses it (`wrong_in_response_to`). `now`
-        may be a clock, read after `lookup`.
-        """
-        envelope = self.inspect(xml)
-        record = lookup(envelope)
-        if record is NOT_YET:
-            return CheckedResponse(envelope, None, None)
-        login = self.verify_response(
-            envelope,
-            outstanding_id=envelope.in_response_to if record is not None else None,
-            now=now() if callable(now) else now,
-        )
-        return CheckedResponse(envelope, login, record)
 
     def inspect(self, xml: bytes) -> ResponseEnvelope:
         """`inspect_response` under this SP's security settings."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -24,19 +25,22 @@ from saml2.response import AuthnResponse
 
 from saml_middleware import crypto, protocol
 from saml_middleware.asgi import _request
+from saml_middleware.authn_requests import RequestToken
 from saml_middleware.config import load_settings
 from saml_middleware.crypto import install
 from saml_middleware.devidp import DevIdP
+from saml_middleware.engine import Engine, HttpRequest
 from saml_middleware.errors import SAMLError
 from saml_middleware.identity import SAMLUser
+from saml_middleware.login import Answer
 from saml_middleware.metadata import IdPMetadata
 from saml_middleware.protocol import (
-    NOT_YET,
     ServiceProvider,
     inspect_response,
     saml_instant,
 )
 from saml_middleware.sessions import SessionCodec
+from saml_middleware.stores import MemoryStore
 from tests.helpers import settings_for
 
 IDP_URL = "https://idp.example.test/speed-idp"
@@ -145,42 +149,76 @@ def test_a_tampered_response_is_refused_with_the_reused_tree(idp, sp):
     assert refused.value.code == "invalid_signature"
 
 
-# -- check_response: inspect + lookup + verify in one call ------------------------------
+# -- the ACS's verify step: inspect, the request check, verify in one thread hop ---------
 
 
-def test_check_response_is_inspect_then_verify(idp, sp):
+@pytest.fixture(scope="module")
+def acs_engine(idp: DevIdP, sp: ServiceProvider) -> Engine:
+    # The same settings as `sp`: the IdP already knows this SP.
+    return Engine(settings_for(idp, security={"allow_idp_initiated": True}), store=MemoryStore())
+
+
+def _answer(engine: Engine, data: bytes, cookies: dict[str, str] | None = None) -> Answer:
+    tenant = engine.tenant
+    assert tenant is not None
+    acs = HttpRequest("POST", "/saml/acs/", cookies=cookies or {})
+    return engine.login.verify(acs, tenant, tenant.service_provider_sync(), data)
+
+
+def _started(engine: Engine, *, test: bool) -> tuple[RequestToken, dict[str, str]]:
+    """A request of ours, and the cookies of the browser that started it."""
+    binding, now = engine.login.binding, time.time()
+    token = engine.login.requests.issue(None, test=test, now=now)
+    header = binding.started(None, token, now)
+    return token, {binding.cookie_name: header.split(";", 1)[0].split("=", 1)[1]}
+
+
+def test_verify_is_inspect_then_verify(idp, sp, acs_engine):
     data = fresh(idp, sp)
-    looked_up = []
-    checked = sp.check_response(data, lookup=lambda e: looked_up.append(e) or None)
-    assert looked_up == [checked.envelope] and checked.record is None
+    answer = _answer(acs_engine, data)
+    assert answer.token is None  # IdP-initiated: no request answered
     expected = sp.verify_response(inspect_response(data, reject_sha1=True), outstanding_id=None)
-    assert checked.login is not None and checked.login.name_id == expected.name_id
-    assert checked.login.attributes == expected.attributes
+    assert answer.login is not None and answer.login.name_id == expected.name_id
+    assert answer.login.attributes == expected.attributes
 
 
-def test_check_response_stops_when_told_and_refuses_before_crypto(idp, sp, monkeypatch):
-    data = fresh(idp, sp)
-    stopped = sp.check_response(data, lookup=lambda e: NOT_YET)
-    assert stopped.login is None and stopped.envelope.xml == data
+def test_verify_stops_for_test_sso_and_refuses_before_crypto(idp, sp, acs_engine, monkeypatch):
+    token, cookies = _started(acs_engine, test=True)
+    encoded = idp.create_response(
+        "bsimon", sp_entity_id=sp.settings.sp.entity_id, in_response_to=token.request_id
+    )
+    stopped = _answer(acs_engine, base64.b64decode(encoded), cookies)
+    assert stopped.login is None and stopped.token == token  # the report verifies it
 
-    def unknown(envelope: Any) -> Any:
-        raise SAMLError("wrong_in_response_to", "unknown")
+    tenant = acs_engine.tenant
+    assert tenant is not None
+    monkeypatch.setattr(
+        tenant.service_provider_sync(), "verify_response", lambda *a, **k: pytest.fail("crypto ran")
+    )
+    unknown = idp.create_response(
+        "bsimon", sp_entity_id=sp.settings.sp.entity_id, in_response_to="_req-1"
+    )
+    with pytest.raises(SAMLError) as refused:
+        _answer(acs_engine, base64.b64decode(unknown))
+    assert refused.value.code == "wrong_in_response_to"
 
-    monkeypatch.setattr(sp, "verify_response", lambda *a, **k: pytest.fail("crypto ran"))
-    with pytest.raises(SAMLError, match="unknown"):
-        sp.check_response(data, lookup=unknown)
 
-
-def test_a_solicited_response_without_its_record_is_refused(idp, sp):
+def test_a_solicited_response_without_its_request_is_refused(idp, sp, acs_engine):
     encoded = idp.create_response(
         "bsimon", sp_entity_id=sp.settings.sp.entity_id, in_response_to="_req-1"
     )
     with pytest.raises(SAMLError) as refused:
-        sp.check_response(base64.b64decode(encoded), lookup=lambda e: None)
+        sp.verify_response(
+            inspect_response(base64.b64decode(encoded), reject_sha1=True), outstanding_id=None
+        )
     assert refused.value.code == "wrong_in_response_to"
-    checked = sp.check_response(base64.b64decode(encoded), lookup=lambda e: {"next": "/"})
-    assert checked.record == {"next": "/"} and checked.login is not None
-    assert checked.login.in_response_to == "_req-1"
+    token, cookies = _started(acs_engine, test=False)
+    encoded = idp.create_response(
+        "bsimon", sp_entity_id=sp.settings.sp.entity_id, in_response_to=token.request_id
+    )
+    answer = _answer(acs_engine, base64.b64decode(encoded), cookies)
+    assert answer.token == token and answer.login is not None
+    assert answer.login.in_response_to == token.request_id
 
 
 # -- pysaml2 without its eager debug serialisation ---------------------------------------
