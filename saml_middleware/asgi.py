@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.authentication import AuthCredentials
-from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
-from .engine import Engine, HttpRequest, PassThrough, Response
+from .engine import Engine
 from .errors import SAMLError
+from .http import HttpRequest, PassThrough, Response, parse_cookies
 from .identity import SAMLUser
 from .sessions import SessionBackend
 from .stores import Store
@@ -129,7 +129,7 @@ def _cookies(raw_headers: Any) -> dict[str, str]:
     header = values[0] if len(values) == 1 else b"; ".join(values)
     parsed = _parsed_cookies.get(header)
     if parsed is None:
-        parsed = cookie_parser(header.decode("latin-1"))
+        parsed = parse_cookies(header.decode("latin-1"))
         if len(header) <= _COOKIE_CACHE_MAX_BYTES:
             if len(_parsed_cookies) >= _COOKIE_CACHE_SIZE:
                 _parsed_cookies.clear()

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from http import cookies as http_cookies
 from urllib.parse import parse_qs, quote, urlsplit
 
 from .config import SLUG, Settings
@@ -148,6 +149,19 @@ async def read_form(request: HttpRequest, limit: int) -> dict[str, list[str]]:
         )
     except (UnicodeDecodeError, ValueError):
         raise SAMLError("malformed", "The sign-in answer is not a valid form.", 400) from None
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """The cookies of a Cookie header, read as browsers write them (Starlette's and
+    Django's algorithm, not `SimpleCookie`, which drops a whole header over one odd
+    cookie): a chunk without "=" is a nameless cookie; values are unquoted."""
+    cookies: dict[str, str] = {}
+    for chunk in header.split(";"):
+        key, _, value = chunk.partition("=") if "=" in chunk else ("", "", chunk)
+        key, value = key.strip(), value.strip()
+        if key or value:
+            cookies[key] = http_cookies._unquote(value)
+    return cookies
 
 
 def single(form: Mapping[str, list[str]], name: str, *, required: bool = False) -> str | None:

@@ -27,11 +27,10 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-from starlette.requests import cookie_parser
-
 from .config import Settings
-from .engine import Engine, HttpRequest, PassThrough, Response
+from .engine import Engine
 from .errors import SAMLError
+from .http import HttpRequest, PassThrough, Response, parse_cookies
 from .identity import SAMLUser
 from .sessions import SessionBackend
 from .stores import Store
@@ -146,7 +145,7 @@ def _request(environ: Environ) -> HttpRequest:
         path=_native_to_text(environ.get("PATH_INFO", "")) or "/",
         query_string=str(environ.get("QUERY_STRING", "")),
         headers=headers,
-        cookies=cookie_parser(headers.get("cookie", "")),
+        cookies=parse_cookies(headers.get("cookie", "")),
         read_body=read_body,
         root_path=_native_to_text(environ.get("SCRIPT_NAME", "")),
         scheme=str(environ.get("wsgi.url_scheme", "http")),
