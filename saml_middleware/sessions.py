@@ -1,4 +1,9 @@
-"""The login session, in one of two backends (`session.backend`).
+"""Who a request is: the one gate (`SessionGate.user_for`) over a session backend.
+
+The gate reads the session from the backend and applies an organization's own
+timeouts (`Timeouts`, the one rule for how long a session lasts). A backend
+is any `SessionBackend`: one of the two below (`session.backend`), or the
+app's own, passed as `SAMLMiddleware(app, settings=..., sessions=...)`.
 
 "cookie" (the default, `CookieSessions`): an itsdangerous-signed cookie that
 carries the user; no I/O on a protected request. "store" (`StoreSessions`):
