@@ -43,8 +43,8 @@ from saml_middleware.protocol import UNVERIFIABLE, ServiceProvider, inspect_resp
 from tests import forge
 from tests.forge import SAMLP, KeyPair
 from tests.helpers import SP_BASE, settings_for
+from tests.security.harness import IDP_URL
 
-IDP_URL = "https://idp.example.test/diagnostics-idp"
 REQUEST_ID = "id-test-sso-0001"
 ACS = f"{SP_BASE}/saml/acs/"
 ENTITY = f"{SP_BASE}/saml/metadata/"
@@ -54,16 +54,6 @@ DISPLAY_CLAIM = "http://schemas.microsoft.com/identity/claims/displayname"
 
 
 # -- fixtures: an IdP we hold the key of, and SPs that trust it (or not) ---------------
-
-
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("diagnostics test IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
 
 
 @dataclasses.dataclass

@@ -38,7 +38,6 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response
 from tests import forge
-from tests.forge import KeyPair
 from tests.helpers import SP_BASE, header, request, settings_for
 
 TOTAL = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
@@ -63,18 +62,7 @@ def budget(name: str) -> Any:
     )
 
 
-IDP_URL = "https://idp.example.test/idp"
 BSIMON = "B.Simon@contoso.com"
-
-
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("fuzzed IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
 
 
 def make_engine(idp: DevIdP, **overrides: Any) -> Engine:

@@ -46,8 +46,8 @@ from saml_middleware.slo import redirect_url
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import SP_BASE, header, remember_cookies, request, set_cookies, settings_for
+from tests.security.harness import IDP_URL
 
-IDP_URL = "https://idp.example.test/idp"
 SLS_URL = f"{SP_BASE}/saml/sls/"
 BSIMON = "B.Simon@contoso.com"
 
@@ -146,16 +146,6 @@ hostile_urls = st.one_of(
 
 
 # -- the parts ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("no-500 IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
 
 
 def _engine(idp: DevIdP, **overrides: Any) -> Engine:

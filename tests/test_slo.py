@@ -7,7 +7,7 @@ IdP-initiated: a signed LogoutRequest at `/saml/sls/` ends the sessions of its
 NameID (those of its SessionIndexes, when it names some), with server-side
 sessions even without the user's cookie, and is answered with a LogoutResponse.
 Forged, unsigned, replayed, misaddressed and expired messages are refused
-without ending anything (security.md W7, W9, W10).
+without ending anything (docs/security.md W7, W9, W10).
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ async def test_cookie_of_another_user_is_left_alone(slo_engine: Engine, devidp: 
     assert await is_signed_in(slo_engine, other.cookies)
 
 
-# -- forged IdP-initiated requests (security.md W7) ----------------------------------------
+# -- forged IdP-initiated requests (docs/security.md W7) ----------------------------------------
 
 
 def logout_request_xml(
