@@ -1,4 +1,5 @@
-"""Test helpers: settings around the development IdP, and a tiny browser for the engine."""
+"""Test helpers: settings around the development IdP, a tiny browser for the engine, a
+clock to move, a loopback canary, the property tests' budget."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+import hypothesis
 
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response
@@ -35,6 +39,16 @@ def settings_for(trusted_idp: DevIdP, **overrides: Any) -> dict[str, Any]:
         else:
             settings[key] = value
     return copy.deepcopy(settings) if not callable(settings.get("provision")) else settings
+
+
+class Clock:
+    """A clock the test moves: `now`, in seconds since the epoch (default: the real time)."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def request(
@@ -197,3 +211,23 @@ class Canary:
         self._stop.set()
         self._thread.join(timeout=2)
         self._server.close()
+
+
+# The property tests' budget: `SAML_FUZZ_EXAMPLES` examples in all (default 200),
+# shared between a module's tests in proportion to their cost.
+FUZZ_EXAMPLES = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
+
+
+def fuzz_budget(share: float, *, at_least: int, derandomize: bool = False) -> Any:
+    """Hypothesis settings for a test with `share` of the budget: no deadline (xmlsec
+    calls vary), no example database (nothing written into the checkout)."""
+    return hypothesis.settings(
+        max_examples=max(at_least, int(FUZZ_EXAMPLES * share)),
+        deadline=None,
+        derandomize=derandomize,
+        suppress_health_check=[
+            hypothesis.HealthCheck.too_slow,
+            hypothesis.HealthCheck.data_too_large,
+        ],
+        database=None,
+    )

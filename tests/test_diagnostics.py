@@ -44,7 +44,7 @@ from saml_middleware.identity import role_values
 from saml_middleware.protocol import UNVERIFIABLE
 from tests import forge
 from tests.forge import SAMLP, KeyPair
-from tests.helpers import SP_BASE, settings_for
+from tests.helpers import SP_BASE, Clock, settings_for
 from tests.security.harness import IDP_URL
 
 REQUEST_ID = "id-test-sso-0001"
@@ -56,16 +56,6 @@ DISPLAY_CLAIM = "http://schemas.microsoft.com/identity/claims/displayname"
 
 
 # -- fixtures: an IdP we hold the key of, and SPs that trust it (or not) ---------------
-
-
-@dataclasses.dataclass
-class Clock:
-    """The engine's clock; `now` None: the real time."""
-
-    now: float | None = None
-
-    def __call__(self) -> float:
-        return time.time() if self.now is None else self.now
 
 
 @dataclasses.dataclass
@@ -158,7 +148,7 @@ def diagnose(
     `now`, and its page. With `expected`, the page is rendered against those expectations
     (an organization's name, a certificate's expiry) from the engine's verdict."""
     xml = root if isinstance(root, bytes) else etree.tostring(root)
-    sp.clock.now = now
+    sp.clock.now = time.time() if now is None else now
     saml_response = base64.b64encode(xml).decode("ascii")
     verdict = asyncio.run(sp.engine.diagnose(saml_response, request_id=REQUEST_ID))
     report = verdict.report

@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import os
 import re
 import zlib
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 from lxml import etree
@@ -38,9 +37,8 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response
 from tests import forge
-from tests.helpers import SP_BASE, header, request, settings_for
+from tests.helpers import SP_BASE, fuzz_budget, header, request, settings_for
 
-TOTAL = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
 # Shares of the budget, by test (the ones that run xmlsec1 cost ~50-150 ms per example).
 SHARES = {
     "sls": 0.10,
@@ -54,12 +52,7 @@ SHARES = {
 
 
 def budget(name: str) -> Any:
-    return settings(
-        max_examples=max(5, int(TOTAL * SHARES[name])),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-    )
+    return fuzz_budget(SHARES[name], at_least=5)
 
 
 BSIMON = "B.Simon@contoso.com"

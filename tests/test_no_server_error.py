@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -45,13 +45,20 @@ from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response, U
 from saml_middleware.slo import redirect_url
 from tests import forge
 from tests.forge import KeyPair
-from tests.helpers import SP_BASE, header, remember_cookies, request, set_cookies, settings_for
+from tests.helpers import (
+    SP_BASE,
+    fuzz_budget,
+    header,
+    remember_cookies,
+    request,
+    set_cookies,
+    settings_for,
+)
 from tests.security.harness import IDP_URL
 
 SLS_URL = f"{SP_BASE}/saml/sls/"
 BSIMON = "B.Simon@contoso.com"
 
-TOTAL = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
 # Shares of the budget, by property (ACS and SLS examples verify signatures).
 SHARES = {
     "acs_times": 0.22,
@@ -66,12 +73,8 @@ SHARES = {
 
 
 def budget(name: str) -> Any:
-    return settings(
-        max_examples=max(10, int(TOTAL * SHARES[name])),
-        deadline=None,
-        derandomize=os.environ.get("SAML_FUZZ_RANDOM") != "1",
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
+    return fuzz_budget(
+        SHARES[name], at_least=10, derandomize=os.environ.get("SAML_FUZZ_RANDOM") != "1"
     )
 
 
