@@ -2,11 +2,11 @@
 
 One definition of each: the development IdPs (`devidp`, whose key nobody needs;
 `idp`, whose key the tests hold to forge and re-sign), the key pairs, the engine
-builders. Markers are given here by what a test needs (see README, "Tests"):
+builders. Markers are given here by what a test needs (docs/architecture.md, "Tests"):
 
 * `e2e`: a real server in another process, or a browser (tests/e2e/, the
   multi-worker Redis tests, the `saml-middleware serve` test);
-* `browser`: drives Chromium (tests/e2e/, which Playwright needs);
+* `browser`: drives Chromium through Playwright (the `browser` and `page` fixtures);
 * `redis`: talks to a redis-server (one the tests start, or $SAML_TEST_REDIS_URL);
 * `simplesamlphp`: a SimpleSAMLphp IdP run by PHP; `realworld`: the recorded corpus;
 * `unit`: everything else: in-process, no server of its own beyond loopback threads.
@@ -42,9 +42,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         path = item.path.relative_to(TESTS).as_posix()
         marks = set()
-        if names & _BROWSER_FIXTURES or path.startswith("e2e/test_"):
-            marks |= {"browser", "e2e"}
-        if names & _E2E_FIXTURES:
+        if names & _BROWSER_FIXTURES:
+            marks.add("browser")
+        if names & _E2E_FIXTURES or path.startswith("e2e/"):
             marks.add("e2e")
         if names & _REDIS_FIXTURES or "redis" in params.values():
             marks.add("redis")
@@ -136,16 +136,17 @@ def make_acs(idp: DevIdP, idp_keys: KeyPair) -> Callable[..., Acs]:
     return make
 
 
-@pytest.fixture(scope="session")
-def canary() -> Iterator[Canary]:
-    listener = Canary()
-    yield listener
-    listener.close()
-
-
 @pytest.fixture
 def acs(make_acs: Callable[..., Acs]) -> Acs:
     return make_acs()
+
+
+@pytest.fixture(scope="session")
+def canary() -> Iterator[Canary]:
+    """A loopback listener that counts connections: proof that nothing was fetched."""
+    listener = Canary()
+    yield listener
+    listener.close()
 
 
 __all__ = ["SP_BASE"]
