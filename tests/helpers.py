@@ -1,13 +1,19 @@
-"""Test helpers: settings around the development IdP, and a tiny browser for the engine."""
+"""Test helpers: settings around the development IdP, a tiny browser for the engine, a
+clock to move, a loopback canary, the property tests' budget."""
 
 from __future__ import annotations
 
 import copy
 import os
+import socket
 import subprocess
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+import hypothesis
 
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response
@@ -33,6 +39,16 @@ def settings_for(trusted_idp: DevIdP, **overrides: Any) -> dict[str, Any]:
         else:
             settings[key] = value
     return copy.deepcopy(settings) if not callable(settings.get("provision")) else settings
+
+
+class Clock:
+    """A clock the test moves: `now`, in seconds since the epoch (default: the real time)."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def request(
@@ -165,3 +181,53 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+class Canary:
+    """A TCP listener on 127.0.0.1 that counts connections: proof of no outbound fetch."""
+
+    def __init__(self) -> None:
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/canary"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._server.close()
+
+
+# The property tests' budget: `SAML_FUZZ_EXAMPLES` examples in all (default 200),
+# shared between a module's tests in proportion to their cost.
+FUZZ_EXAMPLES = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
+
+
+def fuzz_budget(share: float, *, at_least: int, derandomize: bool = False) -> Any:
+    """Hypothesis settings for a test with `share` of the budget: no deadline (xmlsec
+    calls vary), no example database (nothing written into the checkout)."""
+    return hypothesis.settings(
+        max_examples=max(at_least, int(FUZZ_EXAMPLES * share)),
+        deadline=None,
+        derandomize=derandomize,
+        suppress_health_check=[
+            hypothesis.HealthCheck.too_slow,
+            hypothesis.HealthCheck.data_too_large,
+        ],
+        database=None,
+    )

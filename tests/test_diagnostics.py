@@ -1,15 +1,17 @@
 """The Test SSO diagnostics page (saml_middleware/diagnostics/), read as an admin would.
 
 Each test mints a real Response with a development IdP whose key it holds,
-runs the ACS pipeline the engine runs (inspect_response, verify_response,
-build_user, required role) on a ServiceProvider built from `settings_for`, so
-the refusal handed to the report is the real one, then parses the page with
+has an engine built from `settings_for` judge it as its ACS does for a Test SSO
+answer (`Engine.diagnose`: the same steps, nothing stored), so the refusal
+handed to the report is the real one, then parses the page with
 lxml.html and checks what an admin sees: the row results, the hints, the
 escaping, and that no XML or secret leaks onto the page.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import dataclasses
 import logging
 import re
@@ -24,7 +26,7 @@ import pytest
 from lxml import etree
 
 from saml_middleware import diagnostics
-from saml_middleware.config import Settings, load_settings
+from saml_middleware.config import Settings
 from saml_middleware.devidp import DevIdP
 from saml_middleware.diagnostics import (
     CODE_TO_CHECK,
@@ -36,15 +38,15 @@ from saml_middleware.diagnostics import (
     observe_response,
     render_report,
 )
+from saml_middleware.engine import Engine
 from saml_middleware.errors import SAMLError
-from saml_middleware.identity import SAMLUser, build_user, check_required_role, role_values
-from saml_middleware.metadata import IdPInfo, IdPMetadata
-from saml_middleware.protocol import UNVERIFIABLE, ServiceProvider, inspect_response
+from saml_middleware.identity import role_values
+from saml_middleware.protocol import UNVERIFIABLE
 from tests import forge
 from tests.forge import SAMLP, KeyPair
-from tests.helpers import SP_BASE, settings_for
+from tests.helpers import SP_BASE, Clock, settings_for
+from tests.security.harness import IDP_URL
 
-IDP_URL = "https://idp.example.test/diagnostics-idp"
 REQUEST_ID = "id-test-sso-0001"
 ACS = f"{SP_BASE}/saml/acs/"
 ENTITY = f"{SP_BASE}/saml/metadata/"
@@ -56,37 +58,28 @@ DISPLAY_CLAIM = "http://schemas.microsoft.com/identity/claims/displayname"
 # -- fixtures: an IdP we hold the key of, and SPs that trust it (or not) ---------------
 
 
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("diagnostics test IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
-
-
 @dataclasses.dataclass
 class Sp:
-    """One configured SP: its settings, the IdP description it trusts, its protocol layer."""
+    """One configured SP: an engine trusting one IdP, at a clock the test sets."""
 
-    settings: Settings
-    info: IdPInfo
-    protocol: ServiceProvider
+    engine: Engine
+    clock: Clock
+
+    @property
+    def settings(self) -> Settings:
+        return self.engine.settings
 
     def expected(self, **changes: Any) -> Expected:
-        base = expected_from(self.settings, self.info, request_id=REQUEST_ID)
+        base = expected_from(self.settings, self.engine.metadata.load(), request_id=REQUEST_ID)
         return dataclasses.replace(base, **changes)
 
 
 def make_sp(trusted: DevIdP, minting: DevIdP | None = None, **overrides: Any) -> Sp:
     """An SP trusting `trusted`'s metadata, registered at `minting` (default: `trusted`)."""
-    settings = load_settings(settings_for(trusted, **overrides))
-    assert settings.idp is not None
-    info = IdPMetadata(settings.idp).load()
-    protocol = ServiceProvider(settings, info)
-    (minting or trusted).add_service_provider(protocol.metadata_xml())
-    return Sp(settings, info, protocol)
+    clock = Clock()
+    engine = Engine(settings_for(trusted, **overrides), clock=clock)
+    (minting or trusted).add_service_provider(engine.sp_metadata_xml())
+    return Sp(engine, clock)
 
 
 @pytest.fixture(scope="module")
@@ -144,32 +137,6 @@ class Outcome:
         return self.doc.xpath("//section[@id='summary']")[0]
 
 
-def run_pipeline(
-    sp: Sp, xml: bytes, now: float, outstanding_id: str | None = REQUEST_ID
-) -> tuple[SAMLError | None, SAMLUser | None, tuple[str, ...]]:
-    """What the engine's ACS does for a Test SSO answer, stopping at the first refusal."""
-    settings = sp.settings
-    user: SAMLUser | None = None
-    values: tuple[str, ...] = ()
-    try:
-        envelope = inspect_response(xml, reject_sha1=settings.security.reject_sha1)
-        verified = sp.protocol.verify_response(envelope, outstanding_id=outstanding_id, now=now)
-        user = build_user(
-            name_id=verified.name_id,
-            name_id_format=verified.name_id_format,
-            session_index=verified.session_index,
-            issuer=verified.issuer,
-            attributes=verified.attributes,
-            attribute_settings=settings.attributes,
-            role_settings=settings.roles,
-        )
-        values = role_values(user.attributes, settings.roles)
-        check_required_role(user, settings.roles)
-    except SAMLError as err:
-        return err, user, values
-    return None, user, values
-
-
 def diagnose(
     sp: Sp,
     root: etree._Element | bytes,
@@ -177,19 +144,27 @@ def diagnose(
     now: float | None = None,
     expected: Expected | None = None,
 ) -> Outcome:
+    """The engine's Test SSO verdict on `root` (the ACS's steps, answering REQUEST_ID), at
+    `now`, and its page. With `expected`, the page is rendered against those expectations
+    (an organization's name, a certificate's expiry) from the engine's verdict."""
     xml = root if isinstance(root, bytes) else etree.tostring(root)
-    now = time.time() if now is None else now
-    error, user, values = run_pipeline(sp, xml, now)
-    report = build_report(
-        expected=expected or sp.expected(),
-        observed=observe_response(xml),
-        error=error,
-        user=user,
-        role_values=values,
-        now=now,
-    )
+    sp.clock.now = time.time() if now is None else now
+    saml_response = base64.b64encode(xml).decode("ascii")
+    verdict = asyncio.run(sp.engine.diagnose(saml_response, request_id=REQUEST_ID))
+    report = verdict.report
+    if expected is not None:
+        user = report.user
+        values = role_values(user.attributes, sp.settings.roles) if user is not None else ()
+        report = build_report(
+            expected=expected,
+            observed=verdict.observed,
+            error=verdict.error,
+            user=user,
+            role_values=values,
+            now=report.now,
+        )
     html = render_report(report)
-    return Outcome(report, error, html, lxml.html.fromstring(html))
+    return Outcome(report, verdict.error, html, lxml.html.fromstring(html))
 
 
 def assert_no_dump(outcome: Outcome, sp: Sp) -> None:

@@ -31,33 +31,13 @@ from saml_middleware.slo import redirect_url
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import SP_BASE, header, remember_cookies, request, settings_for
-from tests.security.harness import IDP_URL, refusal_log
+from tests.security.harness import refusal_log
 from tests.test_slo import logout_request_xml
 
 pytestmark = pytest.mark.anyio
 
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 HTML = {"accept": "text/html"}
-
-
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("endpoint paths IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
-
-
-@pytest.fixture
-def make(idp: DevIdP) -> Callable[..., Engine]:
-    def build(**overrides: Any) -> Engine:
-        engine = Engine(settings_for(idp, **overrides))
-        idp.add_service_provider(engine.sp_metadata_xml())
-        return engine
-
-    return build
 
 
 def authn_request(location: str) -> etree._Element:
@@ -260,10 +240,10 @@ def test_urls_are_compared_after_rfc3986_normalisation_only(
 
 
 async def test_a_reply_url_without_trailing_slash_signs_in(
-    make: Callable[..., Engine], idp: DevIdP
+    make_idp_engine: Callable[..., Engine], idp: DevIdP
 ) -> None:
     """Entra's Reply URL typed without the slash: the SP-initiated round trip works."""
-    engine = make(paths={"acs": "/accounts/saml/acs", "login": "/sso/start"})
+    engine = make_idp_engine(paths={"acs": "/accounts/saml/acs", "login": "/sso/start"})
     page = await engine.handle(request("GET", "/dashboard", headers=HTML))
     assert isinstance(page, Response) and page.status == 303
     assert header(page, "location") == "/sso/start?next=/dashboard"
@@ -296,9 +276,9 @@ async def test_a_reply_url_without_trailing_slash_signs_in(
 
 
 async def test_either_slash_variant_reaches_the_acs_and_destination_decides(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
-    engine = make(paths={"acs": "/accounts/saml/acs"})
+    engine = make_idp_engine(paths={"acs": "/accounts/saml/acs"})
     configured = f"{SP_BASE}/accounts/saml/acs"
     for path in ("/accounts/saml/acs", "/accounts/saml/acs/"):
         root = minted(engine, idp, idp_keys, destination=configured, recipient=configured)
@@ -316,11 +296,11 @@ async def test_either_slash_variant_reaches_the_acs_and_destination_decides(
 
 
 async def test_an_acs_url_with_a_query_is_routed_by_its_path_and_named_whole(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
     """Auth0-style Reply URLs (`/login/callback?connection=x`): the IdP posts to the
     whole URL; the Destination must name it, query included."""
-    engine = make(paths={"acs": "/login/callback?connection=adfs"})
+    engine = make_idp_engine(paths={"acs": "/login/callback?connection=adfs"})
     configured = f"{SP_BASE}/login/callback?connection=adfs"
     assert engine.settings.acs_url == configured
     root = minted(engine, idp, idp_keys, destination=configured, recipient=configured)
@@ -333,9 +313,9 @@ async def test_an_acs_url_with_a_query_is_routed_by_its_path_and_named_whole(
 
 
 async def test_both_slash_variants_may_be_listed_during_a_move(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
-    engine = make(paths={"acs": ["/saml/acs", "/saml/acs/"]})
+    engine = make_idp_engine(paths={"acs": ["/saml/acs", "/saml/acs/"]})
     for url in (f"{SP_BASE}/saml/acs", f"{SP_BASE}/saml/acs/"):
         root = minted(engine, idp, idp_keys, destination=url, recipient=url)
         reply, code = await post_response(engine, "/saml/acs", root)
@@ -343,9 +323,9 @@ async def test_both_slash_variants_may_be_listed_during_a_move(
 
 
 async def test_destination_is_normalised_as_rfc3986_says(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
-    engine = make(paths={"acs": "/"})
+    engine = make_idp_engine(paths={"acs": "/"})
     # An empty path is "/", the default port and the host's case do not count...
     root = minted(
         engine, idp, idp_keys, destination="HTTPS://APP.example.test:443", recipient=f"{SP_BASE}"
@@ -353,7 +333,7 @@ async def test_destination_is_normalised_as_rfc3986_says(
     reply, code = await post_response(engine, "/", root)
     assert signed_in(reply), code
     # ...the path's case does.
-    engine = make(paths={"acs": "/saml/acs"})
+    engine = make_idp_engine(paths={"acs": "/saml/acs"})
     root = minted(
         engine, idp, idp_keys, destination=f"{SP_BASE}/SAML/acs", recipient=f"{SP_BASE}/saml/acs"
     )
@@ -362,10 +342,10 @@ async def test_destination_is_normalised_as_rfc3986_says(
 
 
 async def test_several_acs_urls_are_listed_and_accepted(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
     """Migration: the URLs registered at the customers' IdPs keep working."""
-    engine = make(paths={"acs": ["/saml/acs/", "/accounts/saml/acs"]})
+    engine = make_idp_engine(paths={"acs": ["/saml/acs/", "/accounts/saml/acs"]})
     first, second = f"{SP_BASE}/saml/acs/", f"{SP_BASE}/accounts/saml/acs"
     metadata = etree.fromstring(engine.sp_metadata_xml().encode())
     listed = [
@@ -394,8 +374,10 @@ async def test_several_acs_urls_are_listed_and_accepted(
     assert (reply.status, code) == (403, "wrong_recipient")
 
 
-async def test_metadata_logout_and_test_sso_at_their_paths(make: Callable[..., Engine]) -> None:
-    engine = make(
+async def test_metadata_logout_and_test_sso_at_their_paths(
+    make_idp_engine: Callable[..., Engine],
+) -> None:
+    engine = make_idp_engine(
         paths={"metadata": "/saml/metadata.xml", "logout": "/signout", "test": "/admin/sso-test"}
     )
     metadata = await engine.handle(request("GET", "/saml/metadata.xml"))
@@ -456,9 +438,9 @@ async def test_organization_endpoints_at_their_template(idp: DevIdP) -> None:
 
 
 async def test_unsigned_response_without_destination_signs_in_on_the_recipient(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
-    engine = make(paths={"acs": "/accounts/saml/acs"})
+    engine = make_idp_engine(paths={"acs": "/accounts/saml/acs"})
     acs = f"{SP_BASE}/accounts/saml/acs"
     reply, code = await post_response(
         engine, "/accounts/saml/acs", minted(engine, idp, idp_keys, destination=None, recipient=acs)
@@ -467,9 +449,9 @@ async def test_unsigned_response_without_destination_signs_in_on_the_recipient(
 
 
 async def test_unsigned_response_without_destination_needs_our_recipient(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
-    engine = make(paths={"acs": "/accounts/saml/acs"})
+    engine = make_idp_engine(paths={"acs": "/accounts/saml/acs"})
     root = minted(
         engine, idp, idp_keys, destination=None, recipient="https://evil.test/accounts/saml/acs"
     )
@@ -479,9 +461,9 @@ async def test_unsigned_response_without_destination_needs_our_recipient(
 
 
 async def test_signed_response_without_destination_is_refused(
-    make: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, idp_keys: KeyPair
 ) -> None:
-    engine = make(paths={"acs": "/accounts/saml/acs"})
+    engine = make_idp_engine(paths={"acs": "/accounts/saml/acs"})
     acs = f"{SP_BASE}/accounts/saml/acs"
     root = forge.decode(
         idp.create_response(
@@ -520,9 +502,9 @@ async def test_signed_response_without_destination_is_refused(
     ids=["configured", "normalised", "other-slash", "old-default"],
 )
 async def test_logout_request_destination_is_the_configured_sls(
-    make: Callable[..., Engine], idp: DevIdP, destination: str, accepted: bool
+    make_idp_engine: Callable[..., Engine], idp: DevIdP, destination: str, accepted: bool
 ) -> None:
-    engine = make(paths={"sls": "/auth/slo"})
+    engine = make_idp_engine(paths={"sls": "/auth/slo"})
     xml = logout_request_xml(issuer=idp.entity_id, destination=destination)
     url = redirect_url(f"{SP_BASE}/auth/slo/", "SAMLRequest", xml, None, idp._key_pem)
     reply = await engine.handle(request("GET", f"/auth/slo/?{urlsplit(url).query}"))
@@ -534,8 +516,8 @@ async def test_logout_request_destination_is_the_configured_sls(
         assert (reply.status, header(reply, "x-saml-error")) == (403, "wrong_destination")
 
 
-async def test_endpoints_are_not_protected_pages(make: Callable[..., Engine]) -> None:
-    engine = make(paths={"acs": "/app/acs", "protect": ["/app"]})
+async def test_endpoints_are_not_protected_pages(make_idp_engine: Callable[..., Engine]) -> None:
+    engine = make_idp_engine(paths={"acs": "/app/acs", "protect": ["/app"]})
     assert not engine.is_protected("/app/acs") and not engine.is_protected("/app/acs/")
     assert engine.is_protected("/app/other")
     reply = await engine.handle(request("GET", "/app/acs"))

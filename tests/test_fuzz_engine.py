@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import os
 import re
 import zlib
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 from lxml import etree
@@ -38,10 +37,8 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, HttpRequest, PassThrough, Response
 from tests import forge
-from tests.forge import KeyPair
-from tests.helpers import SP_BASE, header, request, settings_for
+from tests.helpers import SP_BASE, fuzz_budget, header, request, settings_for
 
-TOTAL = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
 # Shares of the budget, by test (the ones that run xmlsec1 cost ~50-150 ms per example).
 SHARES = {
     "sls": 0.10,
@@ -55,26 +52,10 @@ SHARES = {
 
 
 def budget(name: str) -> Any:
-    return settings(
-        max_examples=max(5, int(TOTAL * SHARES[name])),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-    )
+    return fuzz_budget(SHARES[name], at_least=5)
 
 
-IDP_URL = "https://idp.example.test/idp"
 BSIMON = "B.Simon@contoso.com"
-
-
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("fuzzed IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
 
 
 def make_engine(idp: DevIdP, **overrides: Any) -> Engine:

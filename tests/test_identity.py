@@ -2,7 +2,7 @@
 
 The attribute sets are shaped like what each IdP really sends: Entra's claim
 URIs (anchors.md (c)), AD FS's xmlsoap claims, Okta's and Shibboleth's friendly
-names and OIDs. No SAML round trip here (see test_identity_engine.py).
+names and OIDs. No SAML round trip here (see test_identity_login.py).
 """
 
 from __future__ import annotations

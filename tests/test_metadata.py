@@ -37,6 +37,7 @@ from tests.fixtures_metadata import (
     entra_metadata,
     make_certificate,
 )
+from tests.helpers import Clock
 
 LOGGER = "saml_middleware.metadata"
 
@@ -85,14 +86,6 @@ def settings(source: str, **values: Any) -> IdPSettings:
     }
     fields.update(values)
     return IdPSettings(source=source, **fields)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- certificates ---------------------------------------------------------------------
@@ -464,7 +457,7 @@ def test_fetch_metadata_refusals(server):
 
 def test_metadata_url_load_refresh_failure_and_recovery(server, certs, caplog):
     server.body = entra_metadata([certs[0].body])
-    clock = FakeClock()
+    clock = Clock(1000.0)
     idp = IdPMetadata(settings("metadata_url", metadata_url=server.url), clock=clock)
     first = idp.load()
     assert first.signing_certs == (certs[0].body,)
@@ -528,7 +521,7 @@ def test_metadata_url_load_refresh_failure_and_recovery(server, certs, caplog):
 
 def test_invalidate_makes_the_next_refresh_fetch(server, certs):
     server.body = entra_metadata([certs[0].body])
-    idp = IdPMetadata(settings("metadata_url", metadata_url=server.url), clock=FakeClock())
+    idp = IdPMetadata(settings("metadata_url", metadata_url=server.url), clock=Clock(1000.0))
     idp.load()
     assert not idp.is_due()
     server.body = entra_metadata([certs[1].body])
@@ -539,7 +532,7 @@ def test_invalidate_makes_the_next_refresh_fetch(server, certs):
 
 def test_broken_document_on_refresh_keeps_last_copy(server, certs, caplog):
     server.body = entra_metadata([certs[0].body])
-    clock = FakeClock()
+    clock = Clock(1000.0)
     idp = IdPMetadata(settings("metadata_url", metadata_url=server.url), clock=clock)
     first = idp.load()
     server.body = b"<html>maintenance</html>"
@@ -567,7 +560,7 @@ def test_concurrent_callers_fetch_once(certs):
         time.sleep(0.05)
         return body
 
-    clock = FakeClock()
+    clock = Clock(1000.0)
     idp = IdPMetadata(
         settings("metadata_url", metadata_url="https://idp.example/md"),
         fetch=slow_fetch,
@@ -612,7 +605,7 @@ def test_startup_with_unusable_document(server):
 def test_metadata_file_is_reread_when_it_changes(tmp_path, certs, caplog):
     path = tmp_path / "entra.xml"
     path.write_bytes(entra_metadata([certs[0].body]))
-    clock = FakeClock()
+    clock = Clock(1000.0)
     idp = IdPMetadata(settings("metadata_file", metadata_file=str(path)), clock=clock)
     first = idp.load()
     assert first.signing_certs == (certs[0].body,)

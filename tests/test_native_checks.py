@@ -17,12 +17,6 @@ from lxml import etree
 
 from tests import forge
 from tests.forge import SAML
-from tests.security.conftest import (  # noqa: F401 - fixtures
-    idp_keys,
-    make_acs,
-    security_idp,
-    sp_keys,
-)
 from tests.test_native_equivalence import INPROCESS, both, service_provider
 
 XS = "http://www.w3.org/2001/XMLSchema"

@@ -34,14 +34,6 @@ from saml_middleware.protocol import (
 )
 from tests import forge
 from tests.forge import KeyPair
-from tests.security.conftest import (  # noqa: F401 - fixtures
-    attacker_keys,
-    canary,
-    idp_keys,
-    make_acs,
-    security_idp,
-    sp_keys,
-)
 from tests.security.harness import Acs
 from tests.security.test_attack_corpus import (
     BASELINES,
@@ -219,7 +211,7 @@ def _apply(root: etree._Element, steps: list[tuple[str, int, str, str]]) -> None
 
 
 @pytest.fixture(scope="module")
-def property_setup(make_acs, security_idp: DevIdP, idp_keys: KeyPair):
+def property_setup(make_acs, idp: DevIdP, idp_keys: KeyPair):
     acs = make_acs(**INPROCESS)
     root = forge.decode(acs.mint_encoded(sign_assertion=True, sign_response=False))
     return service_provider(acs), root, idp_keys

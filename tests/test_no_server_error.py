@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -52,13 +52,20 @@ from saml_middleware.engine import (
 from saml_middleware.slo import redirect_url
 from tests import forge
 from tests.forge import KeyPair
-from tests.helpers import SP_BASE, header, remember_cookies, request, set_cookies, settings_for
+from tests.helpers import (
+    SP_BASE,
+    fuzz_budget,
+    header,
+    remember_cookies,
+    request,
+    set_cookies,
+    settings_for,
+)
+from tests.security.harness import IDP_URL
 
-IDP_URL = "https://idp.example.test/idp"
 SLS_URL = f"{SP_BASE}/saml/sls/"
 BSIMON = "B.Simon@contoso.com"
 
-TOTAL = int(os.environ.get("SAML_FUZZ_EXAMPLES", "200"))
 # Shares of the budget, by property (ACS and SLS examples verify signatures).
 SHARES = {
     "acs_times": 0.22,
@@ -73,12 +80,8 @@ SHARES = {
 
 
 def budget(name: str) -> Any:
-    return settings(
-        max_examples=max(10, int(TOTAL * SHARES[name])),
-        deadline=None,
-        derandomize=os.environ.get("SAML_FUZZ_RANDOM") != "1",
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
+    return fuzz_budget(
+        SHARES[name], at_least=10, derandomize=os.environ.get("SAML_FUZZ_RANDOM") != "1"
     )
 
 
@@ -153,16 +156,6 @@ hostile_urls = st.one_of(
 
 
 # -- the parts ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def idp_keys() -> KeyPair:
-    return KeyPair.generate("no-500 IdP")
-
-
-@pytest.fixture(scope="module")
-def idp(idp_keys: KeyPair) -> DevIdP:
-    return DevIdP(IDP_URL, key_pem=idp_keys.key_pem, cert_pem=idp_keys.cert_pem)
 
 
 def _engine(idp: DevIdP, **overrides: Any) -> Engine:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from saml_middleware.identity import SAMLUser
 from saml_middleware.sessions import StoreSessions
 from saml_middleware.stores import MemoryStore, Store
 from tests.adapter_apps import login
-from tests.helpers import Browser, cookie_value, header, request
+from tests.helpers import Browser, Clock, cookie_value, header, request
 from tests.test_adapters import asgi_app, json_get, wsgi_app
 
 pytestmark = pytest.mark.anyio
@@ -39,14 +38,6 @@ USER = SAMLUser(
     roles=("Admin",),
     attributes={"claim": ("v",)},
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -7,7 +7,7 @@ IdP-initiated: a signed LogoutRequest at `/saml/sls/` ends the sessions of its
 NameID (those of its SessionIndexes, when it names some), with server-side
 sessions even without the user's cookie, and is answered with a LogoutResponse.
 Forged, unsigned, replayed, misaddressed and expired messages are refused
-without ending anything (security.md W7, W9, W10).
+without ending anything (docs/security.md W7, W9, W10).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from saml_middleware.engine import Engine, PassThrough, Response
 from saml_middleware.keys import generate_key_pair
 from saml_middleware.protocol import decode_redirect_message
 from saml_middleware.slo import RSA_SHA1, inspect_logout_request, read_redirect_query, redirect_url
+from tests.forge import KeyPair
 from tests.helpers import Browser, header, request
 
 pytestmark = pytest.mark.anyio
@@ -38,11 +39,6 @@ SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 
 
-@pytest.fixture(scope="module")
-def sp_keys() -> tuple[str, str]:
-    return generate_key_pair("test SP")
-
-
 @pytest.fixture(params=["cookie", "store"])
 def session_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -50,9 +46,9 @@ def session_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def slo_engine(
-    make_engine: Callable[..., Engine], session_backend: str, sp_keys: tuple[str, str]
+    make_engine: Callable[..., Engine], session_backend: str, sp_keys: KeyPair
 ) -> Engine:
-    key, cert = sp_keys
+    key, cert = sp_keys.key_pem, sp_keys.cert_pem
     return make_engine(
         session__backend=session_backend,
         sp__key_pem=key,
@@ -168,9 +164,9 @@ def without_slo(metadata_xml: str) -> str:
 
 
 async def test_sp_initiated_logout_over_http_post(
-    make_engine: Callable[..., Engine], devidp: DevIdP, sp_keys: tuple[str, str]
+    make_engine: Callable[..., Engine], devidp: DevIdP, sp_keys: KeyPair
 ) -> None:
-    key, cert = sp_keys
+    key, cert = sp_keys.key_pem, sp_keys.cert_pem
     metadata = post_only_slo(devidp.metadata_xml())
     assert "HTTP-Redirect" in metadata and metadata.count("SingleLogoutService") == 1
     engine = make_engine(idp={"metadata_xml": metadata}, sp__key_pem=key, sp__cert_pem=cert)
@@ -309,7 +305,7 @@ async def test_cookie_of_another_user_is_left_alone(slo_engine: Engine, devidp: 
     assert await is_signed_in(slo_engine, other.cookies)
 
 
-# -- forged IdP-initiated requests (security.md W7) ----------------------------------------
+# -- forged IdP-initiated requests (docs/security.md W7) ----------------------------------------
 
 
 def logout_request_xml(

@@ -19,15 +19,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from saml_middleware.devidp import DevIdP, create_app
-from saml_middleware.keys import generate_key_pair
 from tests.adapter_apps import client_for, login
+from tests.forge import KeyPair
 from tests.helpers import settings_for
 from tests.test_adapters import asgi_app, json_get, wsgi_app
-
-
-@pytest.fixture(scope="module")
-def sp_keys() -> tuple[str, str]:
-    return generate_key_pair("adapter test SP")
 
 
 @pytest.fixture
@@ -45,9 +40,9 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=["cookie", "store"])
 def app_browser(
-    request: pytest.FixtureRequest, kind: str, devidp: DevIdP, sp_keys: tuple[str, str]
+    request: pytest.FixtureRequest, kind: str, devidp: DevIdP, sp_keys: KeyPair
 ) -> Iterator[httpx.Client]:
-    key, cert = sp_keys
+    key, cert = sp_keys.key_pem, sp_keys.cert_pem
     settings: dict[str, Any] = settings_for(
         devidp,
         session__backend=request.param,

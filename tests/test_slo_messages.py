@@ -1,6 +1,6 @@
 """Single Logout messages on their own: the Redirect-binding signature over the raw query
-(security.md W10), the structural checks of LogoutRequest/LogoutResponse (W7 g: wrapping),
-and the dev IdP's side of both directions.
+(docs/security.md W10), the structural checks of LogoutRequest/LogoutResponse
+(docs/security.md W7: wrapping), and the dev IdP's side of both directions.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from saml_middleware.identity import SAMLUser
 from saml_middleware.protocol import inflate
 from tests import forge
 from tests.helpers import Browser, header, request
-from tests.security.conftest import idp_keys, make_acs, security_idp  # noqa: F401 - fixtures
 from tests.security.harness import Acs
 
 pytestmark = pytest.mark.anyio

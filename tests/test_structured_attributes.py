@@ -18,7 +18,6 @@ from tests import forge
 from tests.forge import SAML
 from tests.helpers import settings_for
 from tests.realworld_cases import case_dir, service_provider, verify
-from tests.security.conftest import idp_keys, make_acs, security_idp  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.anyio
 
@@ -85,14 +84,12 @@ async def test_a_name_id_value_without_qualifiers_keeps_empty_places(make_acs):
     [("inprocess", True), ("inprocess", False), ("xmlsec1", False)],
     ids=["native", "pysaml2-inprocess", "pysaml2-xmlsec1"],
 )
-def test_shibboleth_targeted_id_is_the_user_id(security_idp, backend, native):
+def test_shibboleth_targeted_id_is_the_user_id(idp, backend, native):
     """TestShib's genuine, encrypted Response: its eduPersonTargetedID as the user_id."""
     case = case_dir("shibboleth-testshib-socialcore-2015")
     login = verify(service_provider(case, backend), case, native=native)
     settings = load_settings(
-        settings_for(
-            security_idp, attributes__preset="generic", attributes__map={"user_id": TARGETED_ID}
-        )
+        settings_for(idp, attributes__preset="generic", attributes__map={"user_id": TARGETED_ID})
     )
     user = build_user(
         name_id=login.name_id,

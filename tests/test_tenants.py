@@ -27,7 +27,7 @@ from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from tests import forge
 from tests.helpers import SECRET, SP_BASE, header, remember_cookies, request, set_cookies
-from tests.test_engine_idp_config import MetadataServer
+from tests.test_idp_config import MetadataServer
 
 pytestmark = pytest.mark.anyio
 

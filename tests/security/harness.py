@@ -2,8 +2,8 @@
 
 `Acs` is one engine trusting one development IdP whose key the tests hold. A
 test mints a genuine response, forges it (tests/forge.py), posts it, and then
-`assert_refused(reply, code)` checks everything a refusal must be (security
-research §0): the status, the code, no cookie, no redirect, no stack trace, the
+`assert_refused(reply, code)` checks everything a refusal must be (docs/security.md,
+"No oracle"): the status, the code, no cookie, no redirect, no stack trace, the
 browser still anonymous on its next request, and for signature and decryption
 failures the one answer that gives no oracle.
 
@@ -32,10 +32,6 @@ IDP_URL = "https://idp.example.test/idp"
 EVIL = "https://evil.test"
 RELAY = "/after-login"
 VICTIM = "admin@contoso.com"
-
-
-# Per IdP (by id): the SP metadata it trusts now, per SP entity ID.
-_TRUSTED: dict[int, dict[str, str]] = {}
 
 
 class RefusalLog(logging.Handler):
@@ -86,13 +82,8 @@ class Acs:
         return self.engine.settings.security.clock_skew_seconds
 
     def register(self) -> None:
-        """Have the IdP trust this engine's metadata (only if it changed: a rebuild is slow)."""
-        metadata = self.engine.sp_metadata_xml()
-        trusted = _TRUSTED.setdefault(id(self.idp), {})
-        entity_id = self.engine.settings.sp.entity_id
-        if trusted.get(entity_id) != metadata:
-            self.idp.add_service_provider(metadata)
-            trusted[entity_id] = metadata
+        """Have the IdP trust this engine's metadata (the IdP keeps its server if unchanged)."""
+        self.idp.add_service_provider(self.engine.sp_metadata_xml())
 
     def mint_encoded(self, in_response_to: str | None = None, **options: object) -> str:
         """A genuine response for bsimon, Base64 as the IdP posts it."""

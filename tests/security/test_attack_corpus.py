@@ -16,8 +16,8 @@ refusal `(status, code)` checked by `Acs.assert_refused` (no cookie, no
 redirect, still anonymous afterwards, one answer for every signature failure),
 or `Login(name_id)`: accepted, as exactly that user.
 
-Row names (S1..S28, P1..P10, C1..C17) are those of the security research
-catalogue; docs/security.md maps them to these test IDs.
+Row names (S1..S28, P1..P10, C1..C17) are the rows of docs/security.md's threat
+model tables, which map them to these test IDs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from tests import forge
 from tests.forge import DS, NS, SAML, SAMLP, KeyPair
-from tests.security.conftest import Canary
+from tests.helpers import Canary
 from tests.security.harness import EVIL, RELAY, VICTIM, Acs
 
 pytestmark = pytest.mark.anyio
@@ -1059,7 +1059,7 @@ PARAMS = [
 
 @pytest.fixture(scope="module")
 def baselines(
-    make_acs: Callable[..., Acs], security_idp: DevIdP, sp_keys: KeyPair
+    make_acs: Callable[..., Acs], idp: DevIdP, sp_keys: KeyPair
 ) -> dict[str, tuple[str, etree._Element]]:
     """Per baseline: the genuine IdP response (Base64) and its tree (decrypted if encrypted).
 

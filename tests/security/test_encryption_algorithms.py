@@ -87,7 +87,7 @@ async def test_an_algorithm_left_off_the_list_is_refused(make_acs, sp_keys):
         ("allowed_key_transport", [1], "list of strings"),
     ],
 )
-def test_the_lists_are_validated_at_start_up(security_idp, key, value, problem):
+def test_the_lists_are_validated_at_start_up(idp, key, value, problem):
     with pytest.raises(ConfigError) as info:
-        load_settings(settings_for(security_idp, **{f"security__{key}": value}))
+        load_settings(settings_for(idp, **{f"security__{key}": value}))
     assert str(info.value).startswith(f"security.{key}") and problem in str(info.value)

@@ -2,7 +2,7 @@
 
 Driven through the engine like an adapter would; the development IdP signs
 genuine responses. Cookie-codec details (every tampering shape, timeouts) are in
-tests/test_session.py; here the engine's answers to them.
+tests/test_session_cookie.py; here the engine's answers to them.
 """
 
 from __future__ import annotations

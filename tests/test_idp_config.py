@@ -19,7 +19,7 @@ from saml2.xml.schema import _create_xml_schema_validator
 
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, Response
-from saml_middleware.keys import certificate_body, generate_key_pair
+from saml_middleware.keys import certificate_body
 from tests.helpers import Browser, header, remember_cookies, request, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -194,13 +194,8 @@ async def test_post_binding_when_the_idp_offers_only_post(devidp):
     assert acs.status == 303 and header(acs, "location") == "/x"
 
 
-@pytest.fixture(scope="module")
-def sp_keys() -> tuple[str, str]:
-    return generate_key_pair("app.example.test SP")
-
-
 async def test_signed_authn_request_over_redirect(devidp, sp_keys):
-    key_pem, cert_pem = sp_keys
+    key_pem, cert_pem = sp_keys.key_pem, sp_keys.cert_pem
     engine = Engine(
         settings_for(
             devidp, sp={"key_pem": key_pem, "cert_pem": cert_pem, "sign_authn_requests": True}
@@ -222,7 +217,7 @@ async def test_signed_authn_request_over_redirect(devidp, sp_keys):
 
 
 def test_sp_metadata_is_schema_valid_and_complete(devidp, sp_keys):
-    key_pem, cert_pem = sp_keys
+    key_pem, cert_pem = sp_keys.key_pem, sp_keys.cert_pem
     engine = Engine(
         settings_for(
             devidp, sp={"key_pem": key_pem, "cert_pem": cert_pem, "sign_authn_requests": True}

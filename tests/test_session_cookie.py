@@ -10,6 +10,7 @@ import pytest
 from saml_middleware.config import SessionSettings
 from saml_middleware.identity import SAMLUser
 from saml_middleware.sessions import SessionCodec
+from tests.helpers import Clock
 
 USER = SAMLUser(
     name_id="b@contoso.com",
@@ -20,12 +21,7 @@ USER = SAMLUser(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 1_800_000_000.0  # a fixed instant: cookie ages are exact
 
 
 def codec(clock: Clock, **changes) -> SessionCodec:
@@ -41,7 +37,7 @@ def codec(clock: Clock, **changes) -> SessionCodec:
 
 
 def test_round_trip_keeps_the_user():
-    clock = Clock()
+    clock = Clock(START)
     c = codec(clock)
     session = c.decode(c.encode(USER))
     assert session is not None
@@ -50,7 +46,7 @@ def test_round_trip_keeps_the_user():
 
 
 def test_absolute_timeout_is_counted_from_login_and_not_extended():
-    clock = Clock()
+    clock = Clock(START)
     c = codec(clock, idle_timeout_seconds=600)
     value = c.encode(USER)
     login = clock.now
@@ -64,7 +60,7 @@ def test_absolute_timeout_is_counted_from_login_and_not_extended():
 
 
 def test_idle_timeout_ends_an_inactive_session():
-    clock = Clock()
+    clock = Clock(START)
     c = codec(clock, idle_timeout_seconds=600)
     value = c.encode(USER)
     clock.now += 599
@@ -85,33 +81,33 @@ def test_idle_timeout_ends_an_inactive_session():
     ],
 )
 def test_tampered_cookie_is_no_session(mutate):
-    c = codec(Clock())
+    c = codec(Clock(START))
     assert c.decode(mutate(c.encode(USER))) is None
 
 
 def test_cookie_signed_with_another_key_is_no_session():
-    clock = Clock()
+    clock = Clock(START)
     other = SessionCodec(codec(clock).settings, "another-key-0123456789", clock=clock)
     assert codec(clock).decode(other.encode(USER)) is None
 
 
 def test_each_login_gets_a_new_session_id():
-    c = codec(Clock())
+    c = codec(Clock(START))
     assert c.decode(c.encode(USER)).session_id != c.decode(c.encode(USER)).session_id
 
 
 def test_cookie_flags():
-    c = codec(Clock())
+    c = codec(Clock(START))
     header = c.cookie_header("v", 3600)
     assert header.startswith("saml_session=v;")
     for flag in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=3600"):
         assert flag in header
-    plain = codec(Clock(), https_only=False, same_site="strict").cookie_header("v", 10)
+    plain = codec(Clock(START), https_only=False, same_site="strict").cookie_header("v", 10)
     assert "Secure" not in plain and "SameSite=Strict" in plain
 
 
 def test_oversized_attributes_are_left_out_of_the_cookie(caplog):
-    c = codec(Clock())
+    c = codec(Clock(START))
     big = dataclasses.replace(
         USER, attributes={f"claim{i}": (secrets.token_hex(50),) for i in range(60)}
     )

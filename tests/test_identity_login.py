@@ -373,7 +373,7 @@ async def test_documented_entra_example_signs_users_in(idp):
 def test_docs_show_the_tested_entra_example():
     text = DOCS.read_text(encoding="utf-8")
     match = re.search(
-        r"<!-- tested: tests/test_identity_engine.py ENTRA_EXAMPLE -->\s*```python\n(.*?)```",
+        r"<!-- tested: tests/test_identity_login.py ENTRA_EXAMPLE -->\s*```python\n(.*?)```",
         text,
         re.S,
     )
