@@ -1,10 +1,9 @@
 """Shared by the benchmarks: the timing method, the development IdP and the SP around it.
 
-The method is the one of shared/research/perf-baseline.md: every row runs one
-batch per round, rows are shuffled inside each round, figures are medians over
-rounds, and a ratio is the median of the per-round ratios (both numbers of a
-ratio come from the same round, so a noisy moment on a shared machine moves
-them together).
+The method: every row runs one batch per round, rows are shuffled inside each
+round, figures are medians over rounds, and a ratio is the median of the
+per-round ratios (both numbers of a ratio come from the same round, so a noisy
+moment on a shared machine moves them together).
 """
 
 from __future__ import annotations

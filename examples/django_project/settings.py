@@ -75,7 +75,7 @@ LOGGING = {
     "loggers": {"django": {"handlers": ["console"], "level": "WARNING"}},
 }
 
-# The middleware's settings (see DESIGN.md); `python -m examples.django_project`
+# The middleware's settings (see docs/configuration.md); `python -m examples.django_project`
 # replaces them with the development IdP's. For Microsoft Entra ID:
 SAML_MIDDLEWARE = {
     "base_url": os.environ.get("SAML_BASE_URL", "http://127.0.0.1:8000"),
