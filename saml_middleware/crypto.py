@@ -4,7 +4,7 @@ Why: pysaml2's default backend runs the `xmlsec1` program three times per
 signature and writes the document and every certificate to temporary files
 (tens of milliseconds per login, and the ACS is reachable without logging in).
 This backend does the same work inside the process, and is stricter than that
-path (docs: shared/research/security.md §5.5):
+path (docs/security.md, "How a SAML response is checked"):
 
 * untrusted XML is parsed by lxml with no DTD, no entities, no network, and a
   DOCTYPE is refused outright;

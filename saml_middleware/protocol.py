@@ -1059,8 +1059,8 @@ def _native_response_schema(root: etree._Element) -> None:
     """An unsigned Response, schema-validated as a whole, as pysaml2 would judge it.
 
     pysaml2 never validates an unsigned Response with the XSDs: its object model
-    keeps elements of other namespaces beside the known ones (the S23 look-alike
-    `Assertion`), and it validates a *signed* assertion with the XSDs, refusing
+    keeps elements of other namespaces beside the known ones (the look-alike
+    `Assertion` of docs/security.md row S23), and it validates a *signed* assertion with the XSDs, refusing
     it as a signature failure. So, on failure only: the Response without its
     foreign-namespace children is tried again, and a signed assertion that is
     itself invalid is `invalid_signature`, as on the pysaml2 path.

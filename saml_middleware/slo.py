@@ -2,7 +2,7 @@
 
 LogoutRequest and LogoutResponse (SAML core §3.7) over HTTP-Redirect and
 HTTP-POST (bindings §3.4, §3.5), both directions. What pysaml2 gets wrong on
-the SP side is done here (shared/research/security.md §5.4, W7, W9, W10):
+the SP side is done here (docs/security.md, Single Logout rows W7, W9, W10):
 
 * pysaml2 accepts unsigned LogoutRequests at an SP, and checks a Redirect
   signature only over a query it re-encodes itself. Here the signature of a
