@@ -27,9 +27,10 @@ but hands the metadata certificates to the backend in memory instead of through
 temporary files, and validates the schema with libxml2 (pysaml2's own XSDs,
 compiled once per thread) instead of pure-Python `xmlschema` (3-10 ms per
 message): on pysaml2's re-serialisation of the item, as upstream, and on the
-element the backend verifies.
-Its `correctly_signed_response` parses a Response once where pysaml2 parses it
-up to four times. Decryption (`decrypt`) accepts the key transport and content
+element the backend verifies. The middleware's own ACS and SLS call
+`verify_any` directly (protocol.py, slo.py); pysaml2 with this context is the
+reference the native path is tested against (tests/test_native_equivalence.py).
+Decryption (`decrypt`) accepts the key transport and content
 encryption algorithms it is given (by default RSA-OAEP and AES-GCM; the
 middleware passes `security.allowed_key_transport` / `allowed_data_encryption`).
 
@@ -42,17 +43,13 @@ import copy
 import hashlib
 import logging
 import os
-import re
 import threading
-import xml.etree.ElementTree as ElementTree
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any
 
 from lxml import etree
-from saml2 import class_name, create_class_from_element_tree, samlp
 from saml2.sigver import (
     NODE_NAME,
     CryptoBackend,
@@ -207,30 +204,6 @@ def parse_untrusted(text: str | bytes, max_bytes: int = MAX_XML_BYTES) -> etree.
     if (docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "US-ASCII", "ASCII"):
         raise ValueError("only UTF-8 documents are accepted")
     return root
-
-
-@contextmanager
-def reuse_parsed(data: bytes, root: etree._Element | None) -> Iterator[None]:
-    """While inside, signature checks of exactly `data` (in this thread) use `root`.
-
-    `root` must be the hardened parse of `data` (protocol.parse_xml: the same
-    parser options, no DTD, UTF-8) and is only read. Any other text, e.g. a
-    decrypted document, is parsed as usual.
-    """
-    previous = getattr(_local, "reuse", None)
-    _local.reuse = None if root is None else (data, root)
-    try:
-        yield
-    finally:
-        _local.reuse = previous
-
-
-def _parsed_for_verification(text: str | bytes, max_bytes: int) -> etree._Element:
-    data = _as_bytes(text)
-    reuse = getattr(_local, "reuse", None)
-    if reuse is not None and len(data) <= max_bytes and reuse[0] == data:
-        return reuse[1]  # type: ignore[no-any-return]
-    return parse_untrusted(data, max_bytes)
 
 
 def _clark(node_name: str) -> str:
@@ -494,14 +467,18 @@ class XmlSecBackend(CryptoBackend):
         node_id: str | None,
         *,
         schema: bool = False,
+        root: etree._Element | None = None,
     ) -> bool:
         """As `verify`, True when any of `certs` verifies; parsed and checked once.
 
         With `schema`, the signed element itself (the very subtree xmlsec
-        verifies) must also be valid against the SAML schemas.
+        verifies) must also be valid against the SAML schemas. `root` is the
+        hardened parse of `signedtext` (protocol.parse_xml) when the caller
+        already has it: it is only read, and spares a second parse.
         """
         try:
-            root = _parsed_for_verification(signedtext, self.max_bytes)
+            if root is None:
+                root = parse_untrusted(signedtext, self.max_bytes)
             target = find_target(root, node_name, node_id)
             signatures = [child for child in target if child.tag == _SIGNATURE]
             if len(signatures) != 1:
@@ -773,39 +750,6 @@ class InProcessSecurityContext(SecurityContext):
             new.cert_handler._security_context = new
         return new
 
-    def correctly_signed_response(
-        self,
-        decoded_xml: Any,
-        must: bool = False,
-        origdoc: Any = None,
-        only_valid_cert: bool = False,
-        require_response_signature: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        """pysaml2's method, parsing the message once instead of up to four times.
-
-        Upstream tries `StatusResponseType` before `Response` (a full parse that
-        cannot match a Response), and pysaml2 calls this twice for a Response
-        that is not signed itself (Entra's default): once requiring a signature
-        only to learn there is none, then again. The object parsed for that
-        first, refused call is handed to the second (same text, never exposed).
-        Results and refusals are those of upstream.
-        """
-        response = _take_parsed(decoded_xml)
-        if response is None:
-            response = _response_from_string(decoded_xml)
-        if response is None:
-            response = samlp.any_response_from_string(decoded_xml)
-        if not response:
-            raise TypeError("Not a Response")
-        if response.signature:
-            if "do_not_verify" not in kwargs:
-                self._check_signature(decoded_xml, response, class_name(response), origdoc)
-        elif require_response_signature:
-            _stash_parsed(decoded_xml, response)
-            raise SignatureError("Signature missing for response")
-        return response
-
     def _check_signature(
         self,
         decoded_xml: Any,
@@ -867,52 +811,6 @@ class InProcessSecurityContext(SecurityContext):
             log.debug("check_sig: %s", exc)
             raise SignatureError(f"Failed to verify signature ({exc})") from None
         return item
-
-
-# A markup declaration other than a comment or a CDATA section (DOCTYPE, ENTITY, ...).
-_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)")
-_ENCODING_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
-
-
-def _response_from_string(text: Any) -> Any:
-    """`samlp.response_from_string`, on the C `ElementTree` parser when that is equivalent.
-
-    pysaml2 parses with defusedxml, whose parser is the pure-Python `XMLParser`
-    (one Python call per element, tag and text). For a UTF-8 document without
-    any DTD, defusedxml's guards have nothing to act on and the accelerated
-    parser builds the very same tree from the same expat events. Anything else
-    (a declaration, another encoding, a syntax error) goes to pysaml2's own
-    function, which accepts or refuses it exactly as before.
-    """
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    # No NUL byte: UTF-16/32 without a BOM would hide a DOCTYPE from the scan (and
-    # XML has no NUL character, so a UTF-8 document never holds one).
-    if isinstance(data, bytes) and b"\x00" not in data and not _DECLARATION.search(data):
-        declared = _ENCODING_DECLARATION.match(data.lstrip())
-        if declared is None or declared.group(1).lower() == b"utf-8":
-            try:
-                data.decode("utf-8")
-                parser = ElementTree.XMLParser(target=ElementTree.TreeBuilder())
-                parser.feed(data)
-                tree = parser.close()
-            except (UnicodeDecodeError, ElementTree.ParseError):
-                pass
-            else:
-                return create_class_from_element_tree(samlp.Response, tree)
-    return samlp.response_from_string(text)
-
-
-def _stash_parsed(text: Any, response: Any) -> None:
-    """Keep one parsed, unexposed Response per thread for an immediate re-parse of `text`."""
-    _local.parsed = (text, response)
-
-
-def _take_parsed(text: Any) -> Any:
-    parsed = getattr(_local, "parsed", None)
-    _local.parsed = None
-    if parsed is not None and parsed[0] is text:  # the very same string object
-        return parsed[1]
-    return None
 
 
 def _text(node: Any) -> str | None:

@@ -73,7 +73,6 @@ from .crypto import (
     CryptoBackendError,
     XmlSecBackend,
     in_schema_order,
-    reuse_parsed,
     validate_schema,
 )
 from .crypto import install as install_crypto
@@ -796,8 +795,7 @@ class ServiceProvider:
         outstanding = {outstanding_id: "login"} if outstanding_id else {}
         encoded = base64.b64encode(envelope.xml).decode("ascii")
         try:
-            with reuse_parsed(envelope.xml, envelope.root):
-                result = self._pysaml2_parse(encoded, outstanding)
+            result = self._pysaml2_parse(encoded, outstanding)
         except SAMLError as err:
             # An encrypted assertion that cannot be read, for whatever reason, is one
             # failure: "decrypted to garbage" must not differ from "did not decrypt".
@@ -983,10 +981,14 @@ class ServiceProvider:
             raise SAMLError("untrusted_key", "The SAML response is not signed by the IdP.")
         node_name = etree.QName(target).namespace + ":" + etree.QName(target).localname
         try:
-            with reuse_parsed(document, doc_root):
-                backend.verify_any(
-                    document, self._signing_certs, node_name, target.get("ID"), schema=schema
-                )
+            backend.verify_any(
+                document,
+                self._signing_certs,
+                node_name,
+                target.get("ID"),
+                schema=schema,
+                root=doc_root,
+            )
         except SignatureError as exc:
             raise _signature_refusal(exc) from None
 
@@ -1060,10 +1062,10 @@ def _native_response_schema(root: etree._Element) -> None:
 
     pysaml2 never validates an unsigned Response with the XSDs: its object model
     keeps elements of other namespaces beside the known ones (the look-alike
-    `Assertion` of docs/security.md row S23), and it validates a *signed* assertion with the XSDs, refusing
-    it as a signature failure. So, on failure only: the Response without its
-    foreign-namespace children is tried again, and a signed assertion that is
-    itself invalid is `invalid_signature`, as on the pysaml2 path.
+    `Assertion` of docs/security.md row S23), and it validates a *signed*
+    assertion with the XSDs, refusing it as a signature failure. So, on failure
+    only: the Response without its foreign-namespace children is tried again,
+    and a signed assertion that is itself invalid is `invalid_signature`, as on the pysaml2 path.
     """
     root = in_schema_order(root)  # a copy when a Signature is out of place (crypto.py)
     try:
