@@ -64,6 +64,9 @@ from saml2.sigver import (
 )
 from saml2.xmldsig import ALLOWED_CANONICALIZATIONS, ALLOWED_TRANSFORMS, TRANSFORM_ENVELOPED
 
+from .saml.xml import DS, EXC_C14N, SAML, XENC, XENC11
+from .saml.xml import parse as parse_hardened
+
 try:  # a broken binding must not break the xmlsec1 backend: report it in self_test()
     import xmlsec
 
@@ -74,15 +77,12 @@ except Exception as exc:  # noqa: BLE001 - ImportError or xmlsec.Error (libxml2 
 
 log = logging.getLogger("saml_middleware.crypto")
 
-DS = "http://www.w3.org/2000/09/xmldsig#"
-XENC = "http://www.w3.org/2001/04/xmlenc#"
-XENC11 = "http://www.w3.org/2009/xmlenc11#"
-EC14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+EC14N = EXC_C14N
 _SIGNATURE = f"{{{DS}}}Signature"
 _ENCRYPTED_DATA = f"{{{XENC}}}EncryptedData"
 _ENCRYPTED_KEY = f"{{{XENC}}}EncryptedKey"
 _INCLUSIVE_NAMESPACES = f"{{{EC14N}}}InclusiveNamespaces"
-_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+_SAML = SAML
 _ASSERTION = f"{{{_SAML}}}Assertion"
 _ISSUER = f"{{{_SAML}}}Issuer"
 _ENCRYPTED_ASSERTION = f"{{{_SAML}}}EncryptedAssertion"
@@ -164,46 +164,16 @@ class CryptoBackendError(RuntimeError):
 _local = threading.local()
 
 
-def _parser() -> etree.XMLParser:
-    """A hardened parser, one per thread (lxml serialises threads sharing one)."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-            remove_comments=False,  # comments take part in c14n
-            remove_pis=False,
-            remove_blank_text=False,
-        )
-        _local.parser = parser
-    return parser
-
-
 def _as_bytes(text: str | bytes) -> bytes:
     return text.encode("utf-8") if isinstance(text, str) else bytes(text)
 
 
 def parse_untrusted(text: str | bytes, max_bytes: int = MAX_XML_BYTES) -> etree._Element:
-    """One root element, UTF-8, no DOCTYPE/ENTITY, bounded size; raises ValueError."""
+    """saml/xml.py's hardened parse, bounded in size; raises ValueError."""
     data = _as_bytes(text)
     if len(data) > max_bytes:
         raise ValueError("document too large")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ValueError("DTDs are not allowed")
-    try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise ValueError(f"not well-formed XML ({exc})") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise ValueError("DTDs are not allowed")
-    # pysaml2 reads the same text with another parser (ElementTree, which ignores the
-    # declared encoding of a str): both must see the same characters.
-    if (docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "US-ASCII", "ASCII"):
-        raise ValueError("only UTF-8 documents are accepted")
-    return root
+    return parse_hardened(data)
 
 
 def _clark(node_name: str) -> str:

@@ -79,16 +79,12 @@ from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
 from .routing import url_in
+from .saml.xml import DS, DS_MORE, EXC_C14N, NS, XENC, UnsafeXML, text
+from .saml.xml import parse as parse_hardened
 from .xstime import saml_instant as saml_instant
 
 log = logging.getLogger("saml_middleware.protocol")
 
-NS = {
-    "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
-    "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
-    "ds": "http://www.w3.org/2000/09/xmldsig#",
-}
-NS_XENC = "http://www.w3.org/2001/04/xmlenc#"
 _RESPONSE = f"{{{NS['samlp']}}}Response"
 _ASSERTION = f"{{{NS['saml']}}}Assertion"
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
@@ -98,8 +94,8 @@ DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 # The algorithm allow-lists, enforced on the raw document before any
 # cryptography runs (pysaml2 and xmlsec1 would accept anything xmlsec was built
 # with: XSLT and XPath transforms, HMAC, MD5, SHA-1).
-_DS = "http://www.w3.org/2000/09/xmldsig#"
-_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
+_DS = DS
+_MORE = DS_MORE
 SIGNATURE_METHODS = frozenset(
     {
         SIG_RSA_SHA256,
@@ -111,9 +107,9 @@ SIGNATURE_METHODS = frozenset(
     }
 )
 SIGNATURE_METHODS_SHA1 = frozenset({f"{_DS}rsa-sha1"})  # only when reject_sha1 is false
-DIGEST_METHODS = frozenset({DIGEST_SHA256, f"{_MORE}sha384", f"{NS_XENC}sha512"})
+DIGEST_METHODS = frozenset({DIGEST_SHA256, f"{_MORE}sha384", f"{XENC}sha512"})
 DIGEST_METHODS_SHA1 = frozenset({f"{_DS}sha1"})
-_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_EXC_C14N = EXC_C14N
 _ENVELOPED = f"{_DS}enveloped-signature"
 C14N_METHODS = frozenset({_EXC_C14N})
 TRANSFORMS = frozenset({_ENVELOPED, _EXC_C14N, f"{_EXC_C14N}WithComments"})
@@ -143,17 +139,6 @@ UNVERIFIABLE_CODE = "invalid_signature"
 UNVERIFIABLE_REASON = (
     "The sign-in answer could not be verified. Please sign in again; "
     "if this keeps happening, contact your administrator."
-)
-# Deepest element accepted in a SAML message (a real one is about 10 levels deep).
-MAX_XML_DEPTH = 64
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=False,
-    remove_pis=False,
 )
 
 
@@ -245,61 +230,17 @@ def inflate(data: bytes, max_bytes: int) -> bytes:
     return out
 
 
-_XML_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
-
-
 def parse_xml(data: bytes) -> etree._Element:
-    """Parse untrusted XML: UTF-8 only, no DTD, no entities, no network, no huge trees.
-
-    One encoding for every parser that reads the message (lxml here, expat in
-    pysaml2, libxml2 in xmlsec1): a UTF-16 or UTF-7 document could read
-    differently in each.
-    """
-    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    if body.lstrip()[:1] != b"<":
-        raise SAMLError("malformed", "The SAML message is not XML.", 400)
+    """Parse an untrusted SAML message (saml/xml.py: UTF-8 only, no DTD, bounded depth)."""
     try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SAMLError("malformed", "The SAML message is not UTF-8.", 400) from None
-    declared = _XML_DECLARATION.match(body)
-    if declared and declared.group(1).lower() != b"utf-8":
-        raise SAMLError("malformed", "The SAML message is not UTF-8.", 400)
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise SAMLError("dtd_forbidden", "The SAML message contains a DTD.", 400)
-    try:
-        root = etree.fromstring(data, _PARSER)
-    except (etree.XMLSyntaxError, ValueError):
-        raise SAMLError("malformed", "The SAML message is not well-formed XML.", 400) from None
-    if root.getroottree().docinfo.doctype:
-        raise SAMLError("dtd_forbidden", "The SAML message contains a DTD.", 400)
-    if _depth_exceeds(root, MAX_XML_DEPTH):
-        raise SAMLError("malformed", "The SAML message is nested too deeply.", 400)
-    return root
-
-
-def _depth_exceeds(root: etree._Element, limit: int) -> bool:
-    """True when some node lies deeper than `limit` (the root is at depth 1): real SAML
-    messages are shallow (about 10 levels), while deep trees only serve to exhaust a
-    recursive parser. Elements, comments and processing instructions count, as
-    lxml's iteration over children sees them."""
-    if limit < 1:
-        return True
-    check = _DEPTH_CHECKS.get(limit)
-    if check is None:
-        # One XPath step per level: each step only visits the nodes of its level,
-        # so a shallow document stops after a few steps.
-        path = "/*" * limit + "/node()[not(self::text())]"
-        check = _DEPTH_CHECKS[limit] = etree.XPath(f"boolean({path})")
-    return bool(check(root))
-
-
-_DEPTH_CHECKS: dict[int, etree.XPath] = {}
+        return parse_hardened(data)
+    except UnsafeXML as err:
+        raise SAMLError(err.code, err.reason, 400) from None
 
 
 def _xpath(expression: str) -> etree.XPath:
     """Compiled once (lxml's XPath objects are safe to share between threads)."""
-    return etree.XPath(expression, namespaces={**NS, "xenc": NS_XENC})
+    return etree.XPath(expression, namespaces={**NS, "xenc": XENC})
 
 
 _DIRECT_ASSERTIONS = _xpath("saml:Assertion | saml:EncryptedAssertion")
@@ -325,7 +266,6 @@ _REFERENCES = _xpath("ds:Reference")
 _TRANSFORM_ALGORITHMS = _xpath("ds:Transforms/ds:Transform/@Algorithm")
 _TRANSFORMS = _xpath("ds:Transforms/ds:Transform")
 _DIGEST_METHOD = _xpath("ds:DigestMethod/@Algorithm")
-_STRING_VALUE = etree.XPath("string()")
 
 
 def inspect_response(
@@ -359,8 +299,8 @@ def inspect_response(
     encrypted = direct[0].tag != _ASSERTION
     if encrypted:
         _check_encryption(direct[0], key_transport, data_encryption)
-    assertion_issuer = None if encrypted else _text(direct[0].find("saml:Issuer", NS)) or ""
-    issuer = _text(root.find("saml:Issuer", namespaces=NS))
+    assertion_issuer = None if encrypted else text(direct[0].find("saml:Issuer", NS)) or ""
+    issuer = text(root.find("saml:Issuer", namespaces=NS))
     return ResponseEnvelope(
         data,
         root.get("InResponseTo") or None,
@@ -462,17 +402,17 @@ def _check_encryption(
     data_encryption: Collection[str],
 ) -> None:
     """One EncryptedData, allow-listed key transport and block cipher (both backends)."""
-    data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": NS_XENC})
+    data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": XENC})
     if len(data) != 1:
         raise SAMLError("decryption_failed", "The encrypted assertion is malformed.")
-    ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC})
+    ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": XENC})
     if len(ciphers) != 1 or str(ciphers[0]) not in data_encryption:
         raise _refuse_algorithm(
             "encryption algorithm (security.allowed_data_encryption)",
             str(ciphers[0]) if ciphers else None,
         )
     keys = encrypted_assertion.xpath(
-        ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC}
+        ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": XENC}
     )
     if not keys:
         raise SAMLError("decryption_failed", "The encrypted assertion carries no key.")
@@ -492,11 +432,6 @@ def public_error(err: SAMLError) -> SAMLError:
 
 def _decryption_failed() -> SAMLError:
     return SAMLError("decryption_failed", "The encrypted assertion could not be decrypted.")
-
-
-def _text(node: etree._Element | None) -> str | None:
-    """All the text of an element: never lxml's `.text`, which stops at a comment."""
-    return None if node is None else str(_STRING_VALUE(node)).strip()
 
 
 def _status_name(status_code: etree._Element) -> str:
@@ -921,7 +856,7 @@ class ServiceProvider:
         response_signed = root.find(_SIGNATURE_CHILD) is not None
         if response_signed:
             self._native_signature(
-                backend, envelope.xml, root, root, _text(root.find(_ISSUER_CHILD)), schema=True
+                backend, envelope.xml, root, root, text(root.find(_ISSUER_CHILD)), schema=True
             )
         else:
             if self.settings.security.want_response_signed:
@@ -950,7 +885,7 @@ class ServiceProvider:
                 document,
                 doc_root,
                 assertion,
-                _text(assertion.find(_ISSUER_CHILD)),
+                text(assertion.find(_ISSUER_CHILD)),
                 schema=envelope.encrypted,
             )
         elif self.settings.security.want_assertions_signed:

@@ -46,7 +46,8 @@ from saml2.sigver import SignatureError
 
 from .crypto import XmlSecBackend
 from .errors import SAMLError
-from .protocol import DIGEST_SHA256, NS, Outgoing, ServiceProvider, parse_xml, saml_instant
+from .protocol import DIGEST_SHA256, Outgoing, ServiceProvider, parse_xml, saml_instant
+from .saml.xml import DS_MORE, NS, text
 
 _SAMLP = NS["samlp"]
 _SAML = NS["saml"]
@@ -60,7 +61,7 @@ NODE_NAMES = {
 }
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 
-_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
+_MORE = DS_MORE
 RSA_SHA256 = f"{_MORE}rsa-sha256"
 ECDSA_SHA256 = f"{_MORE}ecdsa-sha256"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
@@ -273,10 +274,10 @@ def inspect_logout_request(data: bytes) -> LogoutRequestMessage:
         raise SAMLError("unsupported", "Encrypted or base identifiers are not supported.", 400)
     if len(name_ids) != 1:
         raise SAMLError("malformed", "The sign-out request must name one user (NameID).", 400)
-    name_id = _text(name_ids[0])
+    name_id = text(name_ids[0])
     if not name_id:
         raise SAMLError("malformed", "The sign-out request names no user.", 400)
-    indexes = tuple(_text(node) for node in _children(root, _SAMLP, "SessionIndex"))
+    indexes = tuple(text(node) or "" for node in _children(root, _SAMLP, "SessionIndex"))
     if len(indexes) > 64 or any(not index for index in indexes):
         raise SAMLError("malformed", "The sign-out request has invalid session indexes.", 400)
     return LogoutRequestMessage(
@@ -347,11 +348,6 @@ def _children(node: etree._Element, namespace: str, local: str) -> list[etree._E
     return [child for child in node if child.tag == f"{{{namespace}}}{local}"]
 
 
-def _text(node: etree._Element) -> str:
-    """All of an element's text (never lxml's `.text`, which stops at a comment)."""
-    return str(node.xpath("string()")).strip()
-
-
 def _issuer(root: etree._Element) -> str | None:
     issuers = _children(root, _SAML, "Issuer")
     if len(issuers) > 1:
@@ -360,7 +356,7 @@ def _issuer(root: etree._Element) -> str | None:
         return None
     if issuers[0].get("Format") not in (None, "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"):
         raise SAMLError("wrong_issuer", "The sign-out message comes from an unexpected issuer.")
-    return _text(issuers[0])
+    return text(issuers[0])
 
 
 def _instant(value: str | None, *, required: bool = False) -> float | None:

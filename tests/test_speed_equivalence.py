@@ -34,6 +34,7 @@ from saml_middleware.protocol import (
     inspect_response,
     saml_instant,
 )
+from saml_middleware.saml import xml
 from saml_middleware.session import SessionCodec
 from tests.helpers import settings_for
 
@@ -164,7 +165,7 @@ def test_depth_check_counts_as_walking_the_tree_did(limit):
     for depth in range(1, 70):
         for inside in ("", "<!--c-->", "<?pi x?>", "text", "<b/>text"):
             root = etree.fromstring("<a>" * depth + inside + "</a>" * depth)
-            assert protocol._depth_exceeds(root, limit) == _depth_by_walking(root, limit)
+            assert xml.depth_exceeds(root, limit) == _depth_by_walking(root, limit)
 
 
 @pytest.mark.parametrize(
