@@ -64,6 +64,20 @@ from saml2.sigver import (
 )
 from saml2.xmldsig import ALLOWED_CANONICALIZATIONS, ALLOWED_TRANSFORMS, TRANSFORM_ENVELOPED
 
+from .saml.algorithms import (
+    AES_CBC,
+    AES_GCM,
+    RSA_1_5,
+    RSA_OAEP,
+    RSA_OAEP_MGF1P,
+    SHA1,
+    SHA256,
+    SHA384,
+    SHA512,
+    TRIPLE_DES_CBC,
+    digest_methods,
+    signature_methods,
+)
 from .saml.xml import DS, EXC_C14N, SAML, XENC, XENC11
 from .saml.xml import parse as parse_hardened
 
@@ -87,35 +101,6 @@ _ASSERTION = f"{{{_SAML}}}Assertion"
 _ISSUER = f"{{{_SAML}}}Issuer"
 _ENCRYPTED_ASSERTION = f"{{{_SAML}}}EncryptedAssertion"
 
-# Algorithm URIs (xmldsig, xmldsig-more, xmlenc, xmlenc11).
-C14N_EXC = "http://www.w3.org/2001/10/xml-exc-c14n#"
-C14N_EXC_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
-SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
-SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-RSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384"
-RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
-ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
-ECDSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"
-ECDSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"
-RSA_OAEP_MGF1P = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
-RSA_OAEP = "http://www.w3.org/2009/xmlenc11#rsa-oaep"
-RSA_1_5 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
-AES_GCM = {
-    "http://www.w3.org/2009/xmlenc11#aes128-gcm": 16,
-    "http://www.w3.org/2009/xmlenc11#aes192-gcm": 24,
-    "http://www.w3.org/2009/xmlenc11#aes256-gcm": 32,
-}
-AES_CBC = {
-    "http://www.w3.org/2001/04/xmlenc#aes128-cbc": 16,
-    "http://www.w3.org/2001/04/xmlenc#aes192-cbc": 24,
-    "http://www.w3.org/2001/04/xmlenc#aes256-cbc": 32,
-}
-# pysaml2's own IdP side encrypts with 3DES by default (sigver.pre_encryption_part).
-TRIPLE_DES_CBC = "http://www.w3.org/2001/04/xmlenc#tripledes-cbc"
 # Session key sizes (bytes) of the content encryption algorithms this backend can decrypt.
 DATA_KEY_SIZES = {**AES_GCM, **AES_CBC, TRIPLE_DES_CBC: 24}
 KEY_TRANSPORTS = frozenset({RSA_OAEP_MGF1P, RSA_OAEP, RSA_1_5})
@@ -123,9 +108,6 @@ _ENC_ELEMENT = "http://www.w3.org/2001/04/xmlenc#Element"
 # OAEP's own hash and mask function: SHA-1 there is not a signature weakness.
 _OAEP_DIGESTS = {SHA1, SHA256, SHA384, SHA512}
 _OAEP_MGFS = {f"{XENC11}mgf1sha{bits}" for bits in ("1", "256", "384", "512")}
-
-_STRONG_DIGESTS = (SHA256, SHA384, SHA512)
-_STRONG_SIGNATURES = (RSA_SHA256, RSA_SHA384, RSA_SHA512, ECDSA_SHA256, ECDSA_SHA384, ECDSA_SHA512)
 
 MAX_XML_BYTES = 1024 * 1024  # far above a real Response; the ACS caps its body lower
 _KEY_CACHE_SIZE = 64
@@ -222,8 +204,8 @@ class _Policy:
     """The algorithms one backend accepts, as URIs (python-side) and xmlsec transforms."""
 
     def __init__(self, *, reject_sha1: bool) -> None:
-        digests = list(_STRONG_DIGESTS) + ([] if reject_sha1 else [SHA1])
-        signatures = list(_STRONG_SIGNATURES) + ([] if reject_sha1 else [RSA_SHA1])
+        digests = sorted(digest_methods(reject_sha1))
+        signatures = sorted(signature_methods(reject_sha1))
         self.c14n = frozenset(ALLOWED_CANONICALIZATIONS)  # exclusive c14n, +/- comments
         self.ref_transforms = frozenset(ALLOWED_TRANSFORMS)
         self.digests = frozenset(digests)

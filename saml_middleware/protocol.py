@@ -68,7 +68,7 @@ from .assertions import (
     name_id_value,
 )
 from .assertions import VerifiedLogin as VerifiedLogin
-from .config import DATA_ENCRYPTION, KEY_TRANSPORT, Settings
+from .config import Settings
 from .crypto import (
     CryptoBackendError,
     XmlSecBackend,
@@ -79,7 +79,19 @@ from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
 from .routing import url_in
-from .saml.xml import DS, DS_MORE, EXC_C14N, NS, XENC, UnsafeXML, text
+from .saml.algorithms import (
+    BLOCK_CIPHERS,
+    C14N_METHODS,
+    ENVELOPED,
+    KEY_TRANSPORT_METHODS,
+    MAX_TRANSFORMS,
+    RSA_SHA256,
+    SHA256,
+    TRANSFORMS,
+    digest_methods,
+    signature_methods,
+)
+from .saml.xml import NS, XENC, UnsafeXML, text
 from .saml.xml import parse as parse_hardened
 from .xstime import saml_instant as saml_instant
 
@@ -88,38 +100,6 @@ log = logging.getLogger("saml_middleware.protocol")
 _RESPONSE = f"{{{NS['samlp']}}}Response"
 _ASSERTION = f"{{{NS['saml']}}}Assertion"
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
-SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-
-# The algorithm allow-lists, enforced on the raw document before any
-# cryptography runs (pysaml2 and xmlsec1 would accept anything xmlsec was built
-# with: XSLT and XPath transforms, HMAC, MD5, SHA-1).
-_DS = DS
-_MORE = DS_MORE
-SIGNATURE_METHODS = frozenset(
-    {
-        SIG_RSA_SHA256,
-        f"{_MORE}rsa-sha384",
-        f"{_MORE}rsa-sha512",
-        f"{_MORE}ecdsa-sha256",
-        f"{_MORE}ecdsa-sha384",
-        f"{_MORE}ecdsa-sha512",
-    }
-)
-SIGNATURE_METHODS_SHA1 = frozenset({f"{_DS}rsa-sha1"})  # only when reject_sha1 is false
-DIGEST_METHODS = frozenset({DIGEST_SHA256, f"{_MORE}sha384", f"{XENC}sha512"})
-DIGEST_METHODS_SHA1 = frozenset({f"{_DS}sha1"})
-_EXC_C14N = EXC_C14N
-_ENVELOPED = f"{_DS}enveloped-signature"
-C14N_METHODS = frozenset({_EXC_C14N})
-TRANSFORMS = frozenset({_ENVELOPED, _EXC_C14N, f"{_EXC_C14N}WithComments"})
-MAX_TRANSFORMS = 2
-# EncryptedAssertion, by default (`security.allowed_key_transport` and
-# `allowed_data_encryption` change it): RSA-OAEP key transport (not RSA PKCS#1
-# v1.5, the Bleichenbacher oracle) and AES (not 3DES, a 64-bit block cipher).
-KEY_TRANSPORT_METHODS = frozenset(uri for uri, safe in KEY_TRANSPORT.items() if safe)
-BLOCK_CIPHERS = frozenset(uri for uri, safe in DATA_ENCRYPTION.items() if safe)
-
 # Refusals about signatures, keys, algorithms and decryption. Telling them apart
 # from outside would make the SP an oracle (which forged signature got further,
 # which ciphertext decrypted: the XML Encryption padding attacks), so the
@@ -362,8 +342,8 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
     for node in _RETRIEVAL_URIS(root):
         if not str(node).startswith("#"):
             raise _refuse_algorithm("remote key reference", str(node))
-    signature_methods = SIGNATURE_METHODS | (SIGNATURE_METHODS_SHA1 if not reject_sha1 else set())
-    digest_methods = DIGEST_METHODS | (DIGEST_METHODS_SHA1 if not reject_sha1 else set())
+    allowed_signatures = signature_methods(reject_sha1)
+    allowed_digests = digest_methods(reject_sha1)
     for signature in signatures:
         parent = signature.getparent()
         if parent is None or parent.tag not in (_RESPONSE, _ASSERTION) or not parent.get("ID"):
@@ -375,7 +355,7 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
         if len(c14n) != 1 or str(c14n[0]) not in C14N_METHODS:
             raise _refuse_algorithm("canonicalization method", str(c14n[0]) if c14n else None)
         method = _SIGNATURE_METHOD(signed_info[0])
-        if len(method) != 1 or str(method[0]) not in signature_methods:
+        if len(method) != 1 or str(method[0]) not in allowed_signatures:
             raise _refuse_algorithm("signature algorithm", str(method[0]) if method else None)
         references = _REFERENCES(signed_info[0])
         if len(references) != 1:
@@ -387,10 +367,10 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
         for transform in transforms:
             if transform not in TRANSFORMS:
                 raise _refuse_algorithm("transform", transform)
-        if len(transforms) > MAX_TRANSFORMS or _ENVELOPED not in transforms:
+        if len(transforms) > MAX_TRANSFORMS or ENVELOPED not in transforms:
             raise _refuse_algorithm("transform list", " ".join(transforms))
         digest = _DIGEST_METHOD(reference)
-        if len(digest) != 1 or str(digest[0]) not in digest_methods:
+        if len(digest) != 1 or str(digest[0]) not in allowed_digests:
             raise _refuse_algorithm("digest algorithm", str(digest[0]) if digest else None)
         if reference.get("URI") != f"#{parent.get('ID')}":
             raise _wrong_signed_element("does not reference the element it is on")
@@ -590,8 +570,8 @@ class ServiceProvider:
             "metadata": {"inline": [self.idp.xml]},
             "allow_unknown_attributes": True,
             "accepted_time_diff": s.security.clock_skew_seconds,
-            "signing_algorithm": SIG_RSA_SHA256,
-            "digest_algorithm": DIGEST_SHA256,
+            "signing_algorithm": RSA_SHA256,
+            "digest_algorithm": SHA256,
             "service": {
                 "sp": {
                     "endpoints": {
@@ -641,8 +621,8 @@ class ServiceProvider:
             message_id=request_id,
             name_id_policy=_name_id_policy(self.settings.sp.name_id_format),
             sign=sign and binding == BINDING_HTTP_POST,
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
+            sign_alg=RSA_SHA256,
+            digest_alg=SHA256,
         )
         if binding == BINDING_HTTP_POST:
             encoded = base64.b64encode(str(request).encode("utf-8")).decode("ascii")
@@ -653,7 +633,7 @@ class ServiceProvider:
             destination,
             relay_state=relay_state,
             sign=sign,
-            sigalg=SIG_RSA_SHA256 if sign else None,
+            sigalg=RSA_SHA256 if sign else None,
         )
         location = dict(info["headers"])["Location"]
         return Outgoing(location)

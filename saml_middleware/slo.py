@@ -46,8 +46,18 @@ from saml2.sigver import SignatureError
 
 from .crypto import XmlSecBackend
 from .errors import SAMLError
-from .protocol import DIGEST_SHA256, Outgoing, ServiceProvider, parse_xml, saml_instant
-from .saml.xml import DS_MORE, NS, text
+from .protocol import Outgoing, ServiceProvider, parse_xml, saml_instant
+from .saml.algorithms import (
+    ECDSA_SHA256,
+    ECDSA_SHA384,
+    ECDSA_SHA512,
+    RSA_SHA1,
+    RSA_SHA256,
+    RSA_SHA384,
+    RSA_SHA512,
+    SHA256,
+)
+from .saml.xml import NS, text
 
 _SAMLP = NS["samlp"]
 _SAML = NS["saml"]
@@ -61,18 +71,14 @@ NODE_NAMES = {
 }
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 
-_MORE = DS_MORE
-RSA_SHA256 = f"{_MORE}rsa-sha256"
-ECDSA_SHA256 = f"{_MORE}ecdsa-sha256"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 # Redirect-binding SigAlg -> (hash, key kind). SHA-1 only when reject_sha1 is off.
 SIGNATURE_ALGORITHMS: dict[str, tuple[type[hashes.HashAlgorithm], str]] = {
     RSA_SHA256: (hashes.SHA256, "rsa"),
-    f"{_MORE}rsa-sha384": (hashes.SHA384, "rsa"),
-    f"{_MORE}rsa-sha512": (hashes.SHA512, "rsa"),
+    RSA_SHA384: (hashes.SHA384, "rsa"),
+    RSA_SHA512: (hashes.SHA512, "rsa"),
     ECDSA_SHA256: (hashes.SHA256, "ec"),
-    f"{_MORE}ecdsa-sha384": (hashes.SHA384, "ec"),
-    f"{_MORE}ecdsa-sha512": (hashes.SHA512, "ec"),
+    ECDSA_SHA384: (hashes.SHA384, "ec"),
+    ECDSA_SHA512: (hashes.SHA512, "ec"),
 }
 SHA1_ALGORITHMS: dict[str, tuple[type[hashes.HashAlgorithm], str]] = {
     RSA_SHA1: (hashes.SHA1, "rsa"),
@@ -452,7 +458,7 @@ def build_logout_request(
         expire=datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         sign=bool(key_pem) and binding == "post",
         sign_alg=_key_algorithm(key_pem),
-        digest_alg=DIGEST_SHA256,
+        digest_alg=SHA256,
     )
     return str(request_id), _send(
         "SAMLRequest", str(request), binding, destination, relay_state, key_pem
@@ -484,9 +490,7 @@ def build_logout_response(
         status=samlp.Status(status_code=samlp.StatusCode(value=STATUS_SUCCESS)),
     )
     if key_pem and binding == "post":
-        xml = str(
-            sp.client.sign(response, sign_alg=_key_algorithm(key_pem), digest_alg=DIGEST_SHA256)
-        )
+        xml = str(sp.client.sign(response, sign_alg=_key_algorithm(key_pem), digest_alg=SHA256))
     else:
         xml = str(response)
     return _send("SAMLResponse", xml, binding, destination, relay_state, key_pem)
