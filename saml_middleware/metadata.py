@@ -46,6 +46,7 @@ from lxml import etree
 
 from .config import IdPSettings
 from .errors import ConfigError, SAMLError
+from .keys import EXPIRY_WARNING_DAYS
 from .saml.xml import DS, MD, SAMLP, hardened_parser
 from .urls import split_url
 from .xstime import xs_datetime
@@ -59,7 +60,7 @@ MAX_METADATA_BYTES = 5_000_000
 # After a failed refresh, try again no sooner than this (or the refresh interval).
 RETRY_SECONDS = 300
 # A signing certificate this close to its end is logged at each (re)load.
-EXPIRY_WARNING = dt.timedelta(days=30)
+EXPIRY_WARNING = dt.timedelta(days=EXPIRY_WARNING_DAYS)
 # A metadata file is stat()ed at most this often to notice a replaced file.
 FILE_CHECK_SECONDS = 60
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from cryptography import x509
 
 from ..errors import SAMLError
 from ..identity import SAMLUser
+from ..keys import EXPIRY_WARNING_DAYS, certificate_standing, thumbprint
 from ..protocol import (
     MAX_RESPONSE_AGE_SECONDS,
     UNVERIFIABLE,
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("saml_middleware.diagnostics")
 
-# A signing certificate expiring sooner than this is a warning on the page and in the log.
-EXPIRY_WARNING_DAYS = 30
 
 # The one text for every cryptographic refusal (see the module docstring).
 UNVERIFIABLE_TEXT = (
@@ -867,15 +865,13 @@ def _describe_cert(body: str, not_after: datetime | None, now: float) -> _CertIn
 
 
 def _describe_der_info(der: bytes, now: float) -> _CertInfo:
-    thumbprint = hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
     try:
         cert = x509.load_der_x509_certificate(der)
-        subject = shorten(cert.subject.rfc4514_string() or "(no subject)", 120)
-        not_after: datetime | None = cert.not_valid_after_utc
     except ValueError:
-        subject, not_after = "(unreadable certificate)", None
-    days = (not_after.timestamp() - now) / 86400 if not_after is not None else float("inf")
-    return _CertInfo(der, subject, thumbprint, not_after, days)
+        return _CertInfo(der, "(unreadable certificate)", thumbprint(der), None, float("inf"))
+    standing = certificate_standing(cert, datetime.fromtimestamp(now, timezone.utc))
+    subject = shorten(standing.subject or "(no subject)", 120)
+    return _CertInfo(der, subject, standing.thumbprint, standing.not_after, standing.days_left)
 
 
 def _describe_der(der: bytes, now: float) -> str:
