@@ -34,12 +34,9 @@ from lxml import etree
 
 from .errors import SAMLError
 from .routing import url_in
+from .saml.xml import DS, SAML, XSI, text
 from .xstime import saml_instant
 
-SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
-SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
-DS = "http://www.w3.org/2000/09/xmldsig#"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 HOLDER_OF_KEY = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"
 SENDER_VOUCHES = "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches"
@@ -162,18 +159,6 @@ class Expectations:
 _STRING_VALUE = etree.XPath("string()")
 
 
-def element_text(node: etree._Element | None) -> str | None:
-    """The character data of a text-only element, comments dropped, stripped (pysaml2's rule).
-
-    Never lxml's `.text` (it stops at a comment: the NameID `evil<!---->.victim`
-    attack). An element with element children has no text here: refused by the
-    caller (the schema refuses it for Issuer, NameID and Audience).
-    """
-    if node is None:
-        return None
-    return str(_STRING_VALUE(node)).strip()
-
-
 def _has_element_children(node: etree._Element) -> bool:
     return any(isinstance(child.tag, str) for child in node)
 
@@ -182,7 +167,7 @@ def _entity_name(node: etree._Element | None) -> EntityName | None:
     if node is None:
         return None
     return EntityName(
-        element_text(node),
+        text(node),
         node.get("Format"),
         node.get("SPNameQualifier"),
         node.get("NameQualifier"),
@@ -227,9 +212,7 @@ def facts_from_tree(
     other_conditions = 0
     if conditions is not None:
         for restriction in conditions.iterchildren(_AUDIENCE_RESTRICTION):
-            restrictions.append(
-                tuple(element_text(a) or "" for a in restriction.iterchildren(_AUDIENCE))
-            )
+            restrictions.append(tuple(text(a) or "" for a in restriction.iterchildren(_AUDIENCE)))
         other_conditions = sum(1 for _ in conditions.iterchildren(_CONDITION))
     statements = tuple(
         (node.get("SessionIndex"), node.get("SessionNotOnOrAfter"))
@@ -311,7 +294,7 @@ def _structured_value_text(value: etree._Element) -> str:
     if len(children) == 1 and children[0].tag == _NAME_ID:
         node = children[0]
         return name_id_value(
-            element_text(node) or "", node.get("NameQualifier"), node.get("SPNameQualifier")
+            text(node) or "", node.get("NameQualifier"), node.get("SPNameQualifier")
         )
     return joined_text(
         _own_text(node) for node in value.iterdescendants() if isinstance(node.tag, str)

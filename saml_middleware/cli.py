@@ -39,7 +39,6 @@ import base64
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -63,12 +62,11 @@ from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from starlette.routing import Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings, TenantSettings
+from .keys import EXPIRY_WARNING_DAYS, certificate_standing
 from .loopback import is_loopback_host
 
 PROG = "saml-middleware"
@@ -620,7 +618,6 @@ async def _awaited(value: Any) -> Any:
 
 # -- check ------------------------------------------------------------------------------
 
-EXPIRY_WARNING_DAYS = 30
 _LABEL = 26
 
 
@@ -678,22 +675,16 @@ class CertStatus:
 
 
 def cert_status(cert: x509.Certificate, now: dt.datetime, skew: int = 0) -> CertStatus:
-    """Where `cert` stands at `now`: expired, not yet valid, expiring soon, or fine."""
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else cert.subject.rfc4514_string() or "-"
-    # SHA-1 only to name the certificate the way the portal does; nothing is trusted on it.
-    thumbprint = hashlib.sha1(cert.public_bytes(Encoding.DER), usedforsecurity=False)
-    end, start = cert.not_valid_after_utc, cert.not_valid_before_utc
-    state: Literal["ok", "soon", "expired", "not_yet"]
-    if end <= now:
-        state, when = "expired", f"EXPIRED on {_utc(end)}"
-    elif start > now + dt.timedelta(seconds=skew):
-        state, when = "not_yet", f"NOT VALID before {_utc(start)}"
+    """Where `cert` stands at `now` (keys.certificate_standing), in `check`'s words."""
+    standing = certificate_standing(cert, now, skew)
+    end = standing.not_after
+    if standing.state == "expired":
+        when = f"EXPIRED on {_utc(end)}"
+    elif standing.state == "not_yet":
+        when = f"NOT VALID before {_utc(standing.not_before)}"
     else:
-        left = end - now
-        state = "soon" if left < dt.timedelta(days=EXPIRY_WARNING_DAYS) else "ok"
-        when = f"expires {_utc(end)} (in {left.days} days)"
-    return CertStatus(common_name, thumbprint.hexdigest().upper(), state, when, end)
+        when = f"expires {_utc(end)} (in {int(standing.days_left)} days)"
+    return CertStatus(standing.common_name, standing.thumbprint, standing.state, when, end)
 
 
 def _check_certificates(

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .claims import PRESET_ROLE_ATTRIBUTES, PRESETS, USER_FIELDS
 from .errors import ConfigError
 from .routing import SLUG, SLUG_PLACEHOLDER, paths_overlap
+from .saml.algorithms import DATA_ENCRYPTION, KEY_TRANSPORT
 
 NAMEID_EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 _SECRET_KEYS = {"secret_key", "key_pem", "key_file"}
@@ -824,22 +825,6 @@ def _security(root: _Section) -> SecuritySettings:
 
 
 CRYPTO_BACKENDS = ("xmlsec1", "inprocess")
-
-_XENC = "http://www.w3.org/2001/04/xmlenc#"
-_XENC11 = "http://www.w3.org/2009/xmlenc11#"
-# Encrypted assertions: every algorithm both backends can decrypt -> allowed by default.
-# RSA PKCS#1 v1.5 key transport is open to Bleichenbacher's padding oracle and
-# 3DES-CBC is a 64-bit block cipher (Sweet32): supported, refused unless listed.
-KEY_TRANSPORT = {
-    f"{_XENC}rsa-oaep-mgf1p": True,
-    f"{_XENC11}rsa-oaep": True,
-    f"{_XENC}rsa-1_5": False,
-}
-DATA_ENCRYPTION = {
-    **{f"{_XENC}aes{bits}-cbc": True for bits in (128, 192, 256)},
-    **{f"{_XENC11}aes{bits}-gcm": True for bits in (128, 192, 256)},
-    f"{_XENC}tripledes-cbc": False,
-}
 
 
 def _algorithms(sec: _Section, name: str, known: Mapping[str, bool]) -> tuple[str, ...]:

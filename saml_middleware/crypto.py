@@ -4,7 +4,7 @@ Why: pysaml2's default backend runs the `xmlsec1` program three times per
 signature and writes the document and every certificate to temporary files
 (tens of milliseconds per login, and the ACS is reachable without logging in).
 This backend does the same work inside the process, and is stricter than that
-path (docs: shared/research/security.md §5.5):
+path (docs/security.md, "How a SAML response is checked"):
 
 * untrusted XML is parsed by lxml with no DTD, no entities, no network, and a
   DOCTYPE is refused outright;
@@ -27,9 +27,10 @@ but hands the metadata certificates to the backend in memory instead of through
 temporary files, and validates the schema with libxml2 (pysaml2's own XSDs,
 compiled once per thread) instead of pure-Python `xmlschema` (3-10 ms per
 message): on pysaml2's re-serialisation of the item, as upstream, and on the
-element the backend verifies.
-Its `correctly_signed_response` parses a Response once where pysaml2 parses it
-up to four times. Decryption (`decrypt`) accepts the key transport and content
+element the backend verifies. The middleware's own ACS and SLS call
+`verify_any` directly (protocol.py, slo.py); pysaml2 with this context is the
+reference the native path is tested against (tests/test_native_equivalence.py).
+Decryption (`decrypt`) accepts the key transport and content
 encryption algorithms it is given (by default RSA-OAEP and AES-GCM; the
 middleware passes `security.allowed_key_transport` / `allowed_data_encryption`).
 
@@ -42,17 +43,13 @@ import copy
 import hashlib
 import logging
 import os
-import re
 import threading
-import xml.etree.ElementTree as ElementTree
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any
 
 from lxml import etree
-from saml2 import class_name, create_class_from_element_tree, samlp
 from saml2.sigver import (
     NODE_NAME,
     CryptoBackend,
@@ -67,6 +64,23 @@ from saml2.sigver import (
 )
 from saml2.xmldsig import ALLOWED_CANONICALIZATIONS, ALLOWED_TRANSFORMS, TRANSFORM_ENVELOPED
 
+from .saml.algorithms import (
+    AES_CBC,
+    AES_GCM,
+    RSA_1_5,
+    RSA_OAEP,
+    RSA_OAEP_MGF1P,
+    SHA1,
+    SHA256,
+    SHA384,
+    SHA512,
+    TRIPLE_DES_CBC,
+    digest_methods,
+    signature_methods,
+)
+from .saml.xml import DS, EXC_C14N, SAML, XENC, XENC11
+from .saml.xml import parse as parse_hardened
+
 try:  # a broken binding must not break the xmlsec1 backend: report it in self_test()
     import xmlsec
 
@@ -77,48 +91,16 @@ except Exception as exc:  # noqa: BLE001 - ImportError or xmlsec.Error (libxml2 
 
 log = logging.getLogger("saml_middleware.crypto")
 
-DS = "http://www.w3.org/2000/09/xmldsig#"
-XENC = "http://www.w3.org/2001/04/xmlenc#"
-XENC11 = "http://www.w3.org/2009/xmlenc11#"
-EC14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+EC14N = EXC_C14N
 _SIGNATURE = f"{{{DS}}}Signature"
 _ENCRYPTED_DATA = f"{{{XENC}}}EncryptedData"
 _ENCRYPTED_KEY = f"{{{XENC}}}EncryptedKey"
 _INCLUSIVE_NAMESPACES = f"{{{EC14N}}}InclusiveNamespaces"
-_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+_SAML = SAML
 _ASSERTION = f"{{{_SAML}}}Assertion"
 _ISSUER = f"{{{_SAML}}}Issuer"
 _ENCRYPTED_ASSERTION = f"{{{_SAML}}}EncryptedAssertion"
 
-# Algorithm URIs (xmldsig, xmldsig-more, xmlenc, xmlenc11).
-C14N_EXC = "http://www.w3.org/2001/10/xml-exc-c14n#"
-C14N_EXC_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
-SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
-SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-RSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384"
-RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
-ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
-ECDSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"
-ECDSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"
-RSA_OAEP_MGF1P = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
-RSA_OAEP = "http://www.w3.org/2009/xmlenc11#rsa-oaep"
-RSA_1_5 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
-AES_GCM = {
-    "http://www.w3.org/2009/xmlenc11#aes128-gcm": 16,
-    "http://www.w3.org/2009/xmlenc11#aes192-gcm": 24,
-    "http://www.w3.org/2009/xmlenc11#aes256-gcm": 32,
-}
-AES_CBC = {
-    "http://www.w3.org/2001/04/xmlenc#aes128-cbc": 16,
-    "http://www.w3.org/2001/04/xmlenc#aes192-cbc": 24,
-    "http://www.w3.org/2001/04/xmlenc#aes256-cbc": 32,
-}
-# pysaml2's own IdP side encrypts with 3DES by default (sigver.pre_encryption_part).
-TRIPLE_DES_CBC = "http://www.w3.org/2001/04/xmlenc#tripledes-cbc"
 # Session key sizes (bytes) of the content encryption algorithms this backend can decrypt.
 DATA_KEY_SIZES = {**AES_GCM, **AES_CBC, TRIPLE_DES_CBC: 24}
 KEY_TRANSPORTS = frozenset({RSA_OAEP_MGF1P, RSA_OAEP, RSA_1_5})
@@ -126,9 +108,6 @@ _ENC_ELEMENT = "http://www.w3.org/2001/04/xmlenc#Element"
 # OAEP's own hash and mask function: SHA-1 there is not a signature weakness.
 _OAEP_DIGESTS = {SHA1, SHA256, SHA384, SHA512}
 _OAEP_MGFS = {f"{XENC11}mgf1sha{bits}" for bits in ("1", "256", "384", "512")}
-
-_STRONG_DIGESTS = (SHA256, SHA384, SHA512)
-_STRONG_SIGNATURES = (RSA_SHA256, RSA_SHA384, RSA_SHA512, ECDSA_SHA256, ECDSA_SHA384, ECDSA_SHA512)
 
 MAX_XML_BYTES = 1024 * 1024  # far above a real Response; the ACS caps its body lower
 _KEY_CACHE_SIZE = 64
@@ -167,70 +146,16 @@ class CryptoBackendError(RuntimeError):
 _local = threading.local()
 
 
-def _parser() -> etree.XMLParser:
-    """A hardened parser, one per thread (lxml serialises threads sharing one)."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-            remove_comments=False,  # comments take part in c14n
-            remove_pis=False,
-            remove_blank_text=False,
-        )
-        _local.parser = parser
-    return parser
-
-
 def _as_bytes(text: str | bytes) -> bytes:
     return text.encode("utf-8") if isinstance(text, str) else bytes(text)
 
 
 def parse_untrusted(text: str | bytes, max_bytes: int = MAX_XML_BYTES) -> etree._Element:
-    """One root element, UTF-8, no DOCTYPE/ENTITY, bounded size; raises ValueError."""
+    """saml/xml.py's hardened parse, bounded in size; raises ValueError."""
     data = _as_bytes(text)
     if len(data) > max_bytes:
         raise ValueError("document too large")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ValueError("DTDs are not allowed")
-    try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise ValueError(f"not well-formed XML ({exc})") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise ValueError("DTDs are not allowed")
-    # pysaml2 reads the same text with another parser (ElementTree, which ignores the
-    # declared encoding of a str): both must see the same characters.
-    if (docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "US-ASCII", "ASCII"):
-        raise ValueError("only UTF-8 documents are accepted")
-    return root
-
-
-@contextmanager
-def reuse_parsed(data: bytes, root: etree._Element | None) -> Iterator[None]:
-    """While inside, signature checks of exactly `data` (in this thread) use `root`.
-
-    `root` must be the hardened parse of `data` (protocol.parse_xml: the same
-    parser options, no DTD, UTF-8) and is only read. Any other text, e.g. a
-    decrypted document, is parsed as usual.
-    """
-    previous = getattr(_local, "reuse", None)
-    _local.reuse = None if root is None else (data, root)
-    try:
-        yield
-    finally:
-        _local.reuse = previous
-
-
-def _parsed_for_verification(text: str | bytes, max_bytes: int) -> etree._Element:
-    data = _as_bytes(text)
-    reuse = getattr(_local, "reuse", None)
-    if reuse is not None and len(data) <= max_bytes and reuse[0] == data:
-        return reuse[1]  # type: ignore[no-any-return]
-    return parse_untrusted(data, max_bytes)
+    return parse_hardened(data)
 
 
 def _clark(node_name: str) -> str:
@@ -279,8 +204,8 @@ class _Policy:
     """The algorithms one backend accepts, as URIs (python-side) and xmlsec transforms."""
 
     def __init__(self, *, reject_sha1: bool) -> None:
-        digests = list(_STRONG_DIGESTS) + ([] if reject_sha1 else [SHA1])
-        signatures = list(_STRONG_SIGNATURES) + ([] if reject_sha1 else [RSA_SHA1])
+        digests = sorted(digest_methods(reject_sha1))
+        signatures = sorted(signature_methods(reject_sha1))
         self.c14n = frozenset(ALLOWED_CANONICALIZATIONS)  # exclusive c14n, +/- comments
         self.ref_transforms = frozenset(ALLOWED_TRANSFORMS)
         self.digests = frozenset(digests)
@@ -494,14 +419,18 @@ class XmlSecBackend(CryptoBackend):
         node_id: str | None,
         *,
         schema: bool = False,
+        root: etree._Element | None = None,
     ) -> bool:
         """As `verify`, True when any of `certs` verifies; parsed and checked once.
 
         With `schema`, the signed element itself (the very subtree xmlsec
-        verifies) must also be valid against the SAML schemas.
+        verifies) must also be valid against the SAML schemas. `root` is the
+        hardened parse of `signedtext` (protocol.parse_xml) when the caller
+        already has it: it is only read, and spares a second parse.
         """
         try:
-            root = _parsed_for_verification(signedtext, self.max_bytes)
+            if root is None:
+                root = parse_untrusted(signedtext, self.max_bytes)
             target = find_target(root, node_name, node_id)
             signatures = [child for child in target if child.tag == _SIGNATURE]
             if len(signatures) != 1:
@@ -773,39 +702,6 @@ class InProcessSecurityContext(SecurityContext):
             new.cert_handler._security_context = new
         return new
 
-    def correctly_signed_response(
-        self,
-        decoded_xml: Any,
-        must: bool = False,
-        origdoc: Any = None,
-        only_valid_cert: bool = False,
-        require_response_signature: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        """pysaml2's method, parsing the message once instead of up to four times.
-
-        Upstream tries `StatusResponseType` before `Response` (a full parse that
-        cannot match a Response), and pysaml2 calls this twice for a Response
-        that is not signed itself (Entra's default): once requiring a signature
-        only to learn there is none, then again. The object parsed for that
-        first, refused call is handed to the second (same text, never exposed).
-        Results and refusals are those of upstream.
-        """
-        response = _take_parsed(decoded_xml)
-        if response is None:
-            response = _response_from_string(decoded_xml)
-        if response is None:
-            response = samlp.any_response_from_string(decoded_xml)
-        if not response:
-            raise TypeError("Not a Response")
-        if response.signature:
-            if "do_not_verify" not in kwargs:
-                self._check_signature(decoded_xml, response, class_name(response), origdoc)
-        elif require_response_signature:
-            _stash_parsed(decoded_xml, response)
-            raise SignatureError("Signature missing for response")
-        return response
-
     def _check_signature(
         self,
         decoded_xml: Any,
@@ -867,52 +763,6 @@ class InProcessSecurityContext(SecurityContext):
             log.debug("check_sig: %s", exc)
             raise SignatureError(f"Failed to verify signature ({exc})") from None
         return item
-
-
-# A markup declaration other than a comment or a CDATA section (DOCTYPE, ENTITY, ...).
-_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)")
-_ENCODING_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
-
-
-def _response_from_string(text: Any) -> Any:
-    """`samlp.response_from_string`, on the C `ElementTree` parser when that is equivalent.
-
-    pysaml2 parses with defusedxml, whose parser is the pure-Python `XMLParser`
-    (one Python call per element, tag and text). For a UTF-8 document without
-    any DTD, defusedxml's guards have nothing to act on and the accelerated
-    parser builds the very same tree from the same expat events. Anything else
-    (a declaration, another encoding, a syntax error) goes to pysaml2's own
-    function, which accepts or refuses it exactly as before.
-    """
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    # No NUL byte: UTF-16/32 without a BOM would hide a DOCTYPE from the scan (and
-    # XML has no NUL character, so a UTF-8 document never holds one).
-    if isinstance(data, bytes) and b"\x00" not in data and not _DECLARATION.search(data):
-        declared = _ENCODING_DECLARATION.match(data.lstrip())
-        if declared is None or declared.group(1).lower() == b"utf-8":
-            try:
-                data.decode("utf-8")
-                parser = ElementTree.XMLParser(target=ElementTree.TreeBuilder())
-                parser.feed(data)
-                tree = parser.close()
-            except (UnicodeDecodeError, ElementTree.ParseError):
-                pass
-            else:
-                return create_class_from_element_tree(samlp.Response, tree)
-    return samlp.response_from_string(text)
-
-
-def _stash_parsed(text: Any, response: Any) -> None:
-    """Keep one parsed, unexposed Response per thread for an immediate re-parse of `text`."""
-    _local.parsed = (text, response)
-
-
-def _take_parsed(text: Any) -> Any:
-    parsed = getattr(_local, "parsed", None)
-    _local.parsed = None
-    if parsed is not None and parsed[0] is text:  # the very same string object
-        return parsed[1]
-    return None
 
 
 def _text(node: Any) -> str | None:

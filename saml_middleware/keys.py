@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import uuid
+from dataclasses import dataclass
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -83,3 +86,57 @@ def certificate_body(cert_pem: str) -> str:
     except (ValueError, UnicodeEncodeError):
         raise ValueError("not a PEM certificate") from None
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+# A certificate this close to its end is a warning: `check`, `diagnose`, Test SSO.
+EXPIRY_WARNING_DAYS = 30
+
+CertificateState = Literal["ok", "soon", "expired", "not_yet"]
+
+
+def thumbprint(der: bytes) -> str:
+    """SHA-1 of the DER, upper-case hex: what Entra shows as "Thumbprint".
+
+    Only to name a certificate the way the portal does; nothing is trusted on it.
+    """
+    return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+
+
+@dataclass(frozen=True)
+class CertificateStanding:
+    """A certificate as an admin recognises it in the IdP's portal, and where it stands."""
+
+    subject: str  # RFC 4514, "" when empty
+    common_name: str  # the CN, else the subject, else "-"
+    thumbprint: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    days_left: float  # negative once expired
+    state: CertificateState
+
+
+def certificate_standing(
+    cert: x509.Certificate, now: datetime.datetime, skew: int = 0
+) -> CertificateStanding:
+    """Where `cert` stands at `now`: expired, not yet valid (beyond `skew`), expiring soon, fine."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    subject = cert.subject.rfc4514_string()
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    state: CertificateState
+    if end <= now:
+        state = "expired"
+    elif start > now + datetime.timedelta(seconds=skew):
+        state = "not_yet"
+    elif end - now < datetime.timedelta(days=EXPIRY_WARNING_DAYS):
+        state = "soon"
+    else:
+        state = "ok"
+    return CertificateStanding(
+        subject=subject,
+        common_name=str(names[0].value) if names else subject or "-",
+        thumbprint=thumbprint(cert.public_bytes(serialization.Encoding.DER)),
+        not_before=start,
+        not_after=end,
+        days_left=(end - now).total_seconds() / 86400,
+        state=state,
+    )

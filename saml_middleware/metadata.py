@@ -46,14 +46,13 @@ from lxml import etree
 
 from .config import IdPSettings
 from .errors import ConfigError, SAMLError
+from .keys import EXPIRY_WARNING_DAYS
+from .saml.xml import DS, MD, SAMLP, hardened_parser
 from .urls import split_url
 from .xstime import xs_datetime
 
 logger = logging.getLogger("saml_middleware.metadata")
 
-MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
-SAML2_PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 
@@ -61,12 +60,12 @@ MAX_METADATA_BYTES = 5_000_000
 # After a failed refresh, try again no sooner than this (or the refresh interval).
 RETRY_SECONDS = 300
 # A signing certificate this close to its end is logged at each (re)load.
-EXPIRY_WARNING = dt.timedelta(days=30)
+EXPIRY_WARNING = dt.timedelta(days=EXPIRY_WARNING_DAYS)
 # A metadata file is stat()ed at most this often to notice a replaced file.
 FILE_CHECK_SECONDS = 60
 
-_MD = f"{{{MD_NS}}}"
-_DS = f"{{{DS_NS}}}"
+_MD = f"{{{MD}}}"
+_DS = f"{{{DS}}}"
 _PEM_BLOCK = re.compile(
     r"-----BEGIN [A-Z0-9 ]*CERTIFICATE-----(.*?)-----END [A-Z0-9 ]*CERTIFICATE-----", re.S
 )
@@ -137,11 +136,11 @@ def _entity_xml(
     want_authn_requests_signed: str | None = "false",
 ) -> str:
     """One EntityDescriptor with one IDPSSODescriptor, in schema order."""
-    nsmap = {"md": MD_NS, "ds": DS_NS}
+    nsmap = {"md": MD, "ds": DS}
     entity = etree.Element(_MD + "EntityDescriptor", nsmap=nsmap)
     entity.set("entityID", entity_id)
     idp = etree.SubElement(entity, _MD + "IDPSSODescriptor")
-    idp.set("protocolSupportEnumeration", SAML2_PROTOCOL)
+    idp.set("protocolSupportEnumeration", SAMLP)
     if want_authn_requests_signed is not None:
         idp.set("WantAuthnRequestsSigned", want_authn_requests_signed)
     for cert in certs:
@@ -195,17 +194,6 @@ def _is_http_url(url: str) -> bool:
 # -- parsing metadata ----------------------------------------------------------------
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
 def _shown(value: str, limit: int = 120) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
@@ -230,7 +218,7 @@ def _parse_xml(data: bytes) -> Any:
     if b"<!DOCTYPE" in data:  # cheap early refusal; the docinfo check below is the rule
         raise MetadataError("DOCTYPE is not allowed in metadata")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, hardened_parser(remove_comments=True))
     except etree.XMLSyntaxError as exc:
         raise MetadataError(f"not well-formed XML ({str(exc.msg)[:120]})") from None
     if root is None:
@@ -289,7 +277,7 @@ def _idp_descriptor(entity: Any) -> Any:
     if not descriptors:
         raise MetadataError("no IDPSSODescriptor")
     for descriptor in descriptors:
-        if SAML2_PROTOCOL in (descriptor.get("protocolSupportEnumeration") or "").split():
+        if SAMLP in (descriptor.get("protocolSupportEnumeration") or "").split():
             return descriptor
     raise MetadataError("the IDPSSODescriptor does not support SAML 2.0")
 

@@ -68,63 +68,38 @@ from .assertions import (
     name_id_value,
 )
 from .assertions import VerifiedLogin as VerifiedLogin
-from .config import DATA_ENCRYPTION, KEY_TRANSPORT, Settings
+from .config import Settings
 from .crypto import (
     CryptoBackendError,
     XmlSecBackend,
     in_schema_order,
-    reuse_parsed,
     validate_schema,
 )
 from .crypto import install as install_crypto
 from .errors import ConfigError, SAMLError
 from .metadata import IdPInfo
 from .routing import url_in
+from .saml.algorithms import (
+    BLOCK_CIPHERS,
+    C14N_METHODS,
+    ENVELOPED,
+    KEY_TRANSPORT_METHODS,
+    MAX_TRANSFORMS,
+    RSA_SHA256,
+    SHA256,
+    TRANSFORMS,
+    digest_methods,
+    signature_methods,
+)
+from .saml.xml import NS, XENC, UnsafeXML, text
+from .saml.xml import parse as parse_hardened
 from .xstime import saml_instant as saml_instant
 
 log = logging.getLogger("saml_middleware.protocol")
 
-NS = {
-    "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
-    "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
-    "ds": "http://www.w3.org/2000/09/xmldsig#",
-}
-NS_XENC = "http://www.w3.org/2001/04/xmlenc#"
 _RESPONSE = f"{{{NS['samlp']}}}Response"
 _ASSERTION = f"{{{NS['saml']}}}Assertion"
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
-SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-
-# The algorithm allow-lists, enforced on the raw document before any
-# cryptography runs (pysaml2 and xmlsec1 would accept anything xmlsec was built
-# with: XSLT and XPath transforms, HMAC, MD5, SHA-1).
-_DS = "http://www.w3.org/2000/09/xmldsig#"
-_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
-SIGNATURE_METHODS = frozenset(
-    {
-        SIG_RSA_SHA256,
-        f"{_MORE}rsa-sha384",
-        f"{_MORE}rsa-sha512",
-        f"{_MORE}ecdsa-sha256",
-        f"{_MORE}ecdsa-sha384",
-        f"{_MORE}ecdsa-sha512",
-    }
-)
-SIGNATURE_METHODS_SHA1 = frozenset({f"{_DS}rsa-sha1"})  # only when reject_sha1 is false
-DIGEST_METHODS = frozenset({DIGEST_SHA256, f"{_MORE}sha384", f"{NS_XENC}sha512"})
-DIGEST_METHODS_SHA1 = frozenset({f"{_DS}sha1"})
-_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
-_ENVELOPED = f"{_DS}enveloped-signature"
-C14N_METHODS = frozenset({_EXC_C14N})
-TRANSFORMS = frozenset({_ENVELOPED, _EXC_C14N, f"{_EXC_C14N}WithComments"})
-MAX_TRANSFORMS = 2
-# EncryptedAssertion, by default (`security.allowed_key_transport` and
-# `allowed_data_encryption` change it): RSA-OAEP key transport (not RSA PKCS#1
-# v1.5, the Bleichenbacher oracle) and AES (not 3DES, a 64-bit block cipher).
-KEY_TRANSPORT_METHODS = frozenset(uri for uri, safe in KEY_TRANSPORT.items() if safe)
-BLOCK_CIPHERS = frozenset(uri for uri, safe in DATA_ENCRYPTION.items() if safe)
-
 # Refusals about signatures, keys, algorithms and decryption. Telling them apart
 # from outside would make the SP an oracle (which forged signature got further,
 # which ciphertext decrypted: the XML Encryption padding attacks), so the
@@ -144,17 +119,6 @@ UNVERIFIABLE_CODE = "invalid_signature"
 UNVERIFIABLE_REASON = (
     "The sign-in answer could not be verified. Please sign in again; "
     "if this keeps happening, contact your administrator."
-)
-# Deepest element accepted in a SAML message (a real one is about 10 levels deep).
-MAX_XML_DEPTH = 64
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=False,
-    remove_pis=False,
 )
 
 
@@ -232,61 +196,17 @@ def inflate(data: bytes, max_bytes: int) -> bytes:
     return out
 
 
-_XML_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
-
-
 def parse_xml(data: bytes) -> etree._Element:
-    """Parse untrusted XML: UTF-8 only, no DTD, no entities, no network, no huge trees.
-
-    One encoding for every parser that reads the message (lxml here, expat in
-    pysaml2, libxml2 in xmlsec1): a UTF-16 or UTF-7 document could read
-    differently in each.
-    """
-    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    if body.lstrip()[:1] != b"<":
-        raise SAMLError("malformed", "The SAML message is not XML.", 400)
+    """Parse an untrusted SAML message (saml/xml.py: UTF-8 only, no DTD, bounded depth)."""
     try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SAMLError("malformed", "The SAML message is not UTF-8.", 400) from None
-    declared = _XML_DECLARATION.match(body)
-    if declared and declared.group(1).lower() != b"utf-8":
-        raise SAMLError("malformed", "The SAML message is not UTF-8.", 400)
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise SAMLError("dtd_forbidden", "The SAML message contains a DTD.", 400)
-    try:
-        root = etree.fromstring(data, _PARSER)
-    except (etree.XMLSyntaxError, ValueError):
-        raise SAMLError("malformed", "The SAML message is not well-formed XML.", 400) from None
-    if root.getroottree().docinfo.doctype:
-        raise SAMLError("dtd_forbidden", "The SAML message contains a DTD.", 400)
-    if _depth_exceeds(root, MAX_XML_DEPTH):
-        raise SAMLError("malformed", "The SAML message is nested too deeply.", 400)
-    return root
-
-
-def _depth_exceeds(root: etree._Element, limit: int) -> bool:
-    """True when some node lies deeper than `limit` (the root is at depth 1): real SAML
-    messages are shallow (about 10 levels), while deep trees only serve to exhaust a
-    recursive parser. Elements, comments and processing instructions count, as
-    lxml's iteration over children sees them."""
-    if limit < 1:
-        return True
-    check = _DEPTH_CHECKS.get(limit)
-    if check is None:
-        # One XPath step per level: each step only visits the nodes of its level,
-        # so a shallow document stops after a few steps.
-        path = "/*" * limit + "/node()[not(self::text())]"
-        check = _DEPTH_CHECKS[limit] = etree.XPath(f"boolean({path})")
-    return bool(check(root))
-
-
-_DEPTH_CHECKS: dict[int, etree.XPath] = {}
+        return parse_hardened(data)
+    except UnsafeXML as err:
+        raise SAMLError(err.code, err.reason, 400) from None
 
 
 def _xpath(expression: str) -> etree.XPath:
     """Compiled once (lxml's XPath objects are safe to share between threads)."""
-    return etree.XPath(expression, namespaces={**NS, "xenc": NS_XENC})
+    return etree.XPath(expression, namespaces={**NS, "xenc": XENC})
 
 
 _DIRECT_ASSERTIONS = _xpath("saml:Assertion | saml:EncryptedAssertion")
@@ -312,7 +232,6 @@ _REFERENCES = _xpath("ds:Reference")
 _TRANSFORM_ALGORITHMS = _xpath("ds:Transforms/ds:Transform/@Algorithm")
 _TRANSFORMS = _xpath("ds:Transforms/ds:Transform")
 _DIGEST_METHOD = _xpath("ds:DigestMethod/@Algorithm")
-_STRING_VALUE = etree.XPath("string()")
 
 
 def inspect_response(
@@ -346,8 +265,8 @@ def inspect_response(
     encrypted = direct[0].tag != _ASSERTION
     if encrypted:
         _check_encryption(direct[0], key_transport, data_encryption)
-    assertion_issuer = None if encrypted else _text(direct[0].find("saml:Issuer", NS)) or ""
-    issuer = _text(root.find("saml:Issuer", namespaces=NS))
+    assertion_issuer = None if encrypted else text(direct[0].find("saml:Issuer", NS)) or ""
+    issuer = text(root.find("saml:Issuer", namespaces=NS))
     return ResponseEnvelope(
         data,
         root.get("InResponseTo") or None,
@@ -409,8 +328,8 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
     for node in _RETRIEVAL_URIS(root):
         if not str(node).startswith("#"):
             raise _refuse_algorithm("remote key reference", str(node))
-    signature_methods = SIGNATURE_METHODS | (SIGNATURE_METHODS_SHA1 if not reject_sha1 else set())
-    digest_methods = DIGEST_METHODS | (DIGEST_METHODS_SHA1 if not reject_sha1 else set())
+    allowed_signatures = signature_methods(reject_sha1)
+    allowed_digests = digest_methods(reject_sha1)
     for signature in signatures:
         parent = signature.getparent()
         if parent is None or parent.tag not in (_RESPONSE, _ASSERTION) or not parent.get("ID"):
@@ -422,7 +341,7 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
         if len(c14n) != 1 or str(c14n[0]) not in C14N_METHODS:
             raise _refuse_algorithm("canonicalization method", str(c14n[0]) if c14n else None)
         method = _SIGNATURE_METHOD(signed_info[0])
-        if len(method) != 1 or str(method[0]) not in signature_methods:
+        if len(method) != 1 or str(method[0]) not in allowed_signatures:
             raise _refuse_algorithm("signature algorithm", str(method[0]) if method else None)
         references = _REFERENCES(signed_info[0])
         if len(references) != 1:
@@ -434,10 +353,10 @@ def check_signatures(root: etree._Element, *, reject_sha1: bool) -> None:
         for transform in transforms:
             if transform not in TRANSFORMS:
                 raise _refuse_algorithm("transform", transform)
-        if len(transforms) > MAX_TRANSFORMS or _ENVELOPED not in transforms:
+        if len(transforms) > MAX_TRANSFORMS or ENVELOPED not in transforms:
             raise _refuse_algorithm("transform list", " ".join(transforms))
         digest = _DIGEST_METHOD(reference)
-        if len(digest) != 1 or str(digest[0]) not in digest_methods:
+        if len(digest) != 1 or str(digest[0]) not in allowed_digests:
             raise _refuse_algorithm("digest algorithm", str(digest[0]) if digest else None)
         if reference.get("URI") != f"#{parent.get('ID')}":
             raise _wrong_signed_element("does not reference the element it is on")
@@ -449,17 +368,17 @@ def _check_encryption(
     data_encryption: Collection[str],
 ) -> None:
     """One EncryptedData, allow-listed key transport and block cipher (both backends)."""
-    data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": NS_XENC})
+    data = encrypted_assertion.xpath("xenc:EncryptedData", namespaces={"xenc": XENC})
     if len(data) != 1:
         raise SAMLError("decryption_failed", "The encrypted assertion is malformed.")
-    ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC})
+    ciphers = data[0].xpath("xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": XENC})
     if len(ciphers) != 1 or str(ciphers[0]) not in data_encryption:
         raise _refuse_algorithm(
             "encryption algorithm (security.allowed_data_encryption)",
             str(ciphers[0]) if ciphers else None,
         )
     keys = encrypted_assertion.xpath(
-        ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": NS_XENC}
+        ".//xenc:EncryptedKey/xenc:EncryptionMethod/@Algorithm", namespaces={"xenc": XENC}
     )
     if not keys:
         raise SAMLError("decryption_failed", "The encrypted assertion carries no key.")
@@ -479,11 +398,6 @@ def public_error(err: SAMLError) -> SAMLError:
 
 def _decryption_failed() -> SAMLError:
     return SAMLError("decryption_failed", "The encrypted assertion could not be decrypted.")
-
-
-def _text(node: etree._Element | None) -> str | None:
-    """All the text of an element: never lxml's `.text`, which stops at a comment."""
-    return None if node is None else str(_STRING_VALUE(node)).strip()
 
 
 def _status_name(status_code: etree._Element) -> str:
@@ -642,8 +556,8 @@ class ServiceProvider:
             "metadata": {"inline": [self.idp.xml]},
             "allow_unknown_attributes": True,
             "accepted_time_diff": s.security.clock_skew_seconds,
-            "signing_algorithm": SIG_RSA_SHA256,
-            "digest_algorithm": DIGEST_SHA256,
+            "signing_algorithm": RSA_SHA256,
+            "digest_algorithm": SHA256,
             "service": {
                 "sp": {
                     "endpoints": {
@@ -693,8 +607,8 @@ class ServiceProvider:
             message_id=request_id,
             name_id_policy=_name_id_policy(self.settings.sp.name_id_format),
             sign=sign and binding == BINDING_HTTP_POST,
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
+            sign_alg=RSA_SHA256,
+            digest_alg=SHA256,
         )
         if binding == BINDING_HTTP_POST:
             encoded = base64.b64encode(str(request).encode("utf-8")).decode("ascii")
@@ -705,7 +619,7 @@ class ServiceProvider:
             destination,
             relay_state=relay_state,
             sign=sign,
-            sigalg=SIG_RSA_SHA256 if sign else None,
+            sigalg=RSA_SHA256 if sign else None,
         )
         location = dict(info["headers"])["Location"]
         return Outgoing(location)
@@ -752,8 +666,7 @@ class ServiceProvider:
         outstanding = {outstanding_id: "login"} if outstanding_id else {}
         encoded = base64.b64encode(envelope.xml).decode("ascii")
         try:
-            with reuse_parsed(envelope.xml, envelope.root):
-                result = self._pysaml2_parse(encoded, outstanding)
+            result = self._pysaml2_parse(encoded, outstanding)
         except SAMLError as err:
             # An encrypted assertion that cannot be read, for whatever reason, is one
             # failure: "decrypted to garbage" must not differ from "did not decrypt".
@@ -879,7 +792,7 @@ class ServiceProvider:
         response_signed = root.find(_SIGNATURE_CHILD) is not None
         if response_signed:
             self._native_signature(
-                backend, envelope.xml, root, root, _text(root.find(_ISSUER_CHILD)), schema=True
+                backend, envelope.xml, root, root, text(root.find(_ISSUER_CHILD)), schema=True
             )
         else:
             if self.settings.security.want_response_signed:
@@ -908,7 +821,7 @@ class ServiceProvider:
                 document,
                 doc_root,
                 assertion,
-                _text(assertion.find(_ISSUER_CHILD)),
+                text(assertion.find(_ISSUER_CHILD)),
                 schema=envelope.encrypted,
             )
         elif self.settings.security.want_assertions_signed:
@@ -939,10 +852,14 @@ class ServiceProvider:
             raise SAMLError("untrusted_key", "The SAML response is not signed by the IdP.")
         node_name = etree.QName(target).namespace + ":" + etree.QName(target).localname
         try:
-            with reuse_parsed(document, doc_root):
-                backend.verify_any(
-                    document, self._signing_certs, node_name, target.get("ID"), schema=schema
-                )
+            backend.verify_any(
+                document,
+                self._signing_certs,
+                node_name,
+                target.get("ID"),
+                schema=schema,
+                root=doc_root,
+            )
         except SignatureError as exc:
             raise _signature_refusal(exc) from None
 
@@ -1015,11 +932,11 @@ def _native_response_schema(root: etree._Element) -> None:
     """An unsigned Response, schema-validated as a whole, as pysaml2 would judge it.
 
     pysaml2 never validates an unsigned Response with the XSDs: its object model
-    keeps elements of other namespaces beside the known ones (the S23 look-alike
-    `Assertion`), and it validates a *signed* assertion with the XSDs, refusing
-    it as a signature failure. So, on failure only: the Response without its
-    foreign-namespace children is tried again, and a signed assertion that is
-    itself invalid is `invalid_signature`, as on the pysaml2 path.
+    keeps elements of other namespaces beside the known ones (the look-alike
+    `Assertion` of docs/security.md row S23), and it validates a *signed*
+    assertion with the XSDs, refusing it as a signature failure. So, on failure
+    only: the Response without its foreign-namespace children is tried again,
+    and a signed assertion that is itself invalid is `invalid_signature`, as on the pysaml2 path.
     """
     root = in_schema_order(root)  # a copy when a Signature is out of place (crypto.py)
     try:

@@ -2,7 +2,7 @@
 
 LogoutRequest and LogoutResponse (SAML core §3.7) over HTTP-Redirect and
 HTTP-POST (bindings §3.4, §3.5), both directions. What pysaml2 gets wrong on
-the SP side is done here (shared/research/security.md §5.4, W7, W9, W10):
+the SP side is done here (docs/security.md, Single Logout rows W7, W9, W10):
 
 * pysaml2 accepts unsigned LogoutRequests at an SP, and checks a Redirect
   signature only over a query it re-encodes itself. Here the signature of a
@@ -46,7 +46,18 @@ from saml2.sigver import SignatureError
 
 from .crypto import XmlSecBackend
 from .errors import SAMLError
-from .protocol import DIGEST_SHA256, NS, Outgoing, ServiceProvider, parse_xml, saml_instant
+from .protocol import Outgoing, ServiceProvider, parse_xml, saml_instant
+from .saml.algorithms import (
+    ECDSA_SHA256,
+    ECDSA_SHA384,
+    ECDSA_SHA512,
+    RSA_SHA1,
+    RSA_SHA256,
+    RSA_SHA384,
+    RSA_SHA512,
+    SHA256,
+)
+from .saml.xml import NS, text
 
 _SAMLP = NS["samlp"]
 _SAML = NS["saml"]
@@ -60,18 +71,14 @@ NODE_NAMES = {
 }
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 
-_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
-RSA_SHA256 = f"{_MORE}rsa-sha256"
-ECDSA_SHA256 = f"{_MORE}ecdsa-sha256"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 # Redirect-binding SigAlg -> (hash, key kind). SHA-1 only when reject_sha1 is off.
 SIGNATURE_ALGORITHMS: dict[str, tuple[type[hashes.HashAlgorithm], str]] = {
     RSA_SHA256: (hashes.SHA256, "rsa"),
-    f"{_MORE}rsa-sha384": (hashes.SHA384, "rsa"),
-    f"{_MORE}rsa-sha512": (hashes.SHA512, "rsa"),
+    RSA_SHA384: (hashes.SHA384, "rsa"),
+    RSA_SHA512: (hashes.SHA512, "rsa"),
     ECDSA_SHA256: (hashes.SHA256, "ec"),
-    f"{_MORE}ecdsa-sha384": (hashes.SHA384, "ec"),
-    f"{_MORE}ecdsa-sha512": (hashes.SHA512, "ec"),
+    ECDSA_SHA384: (hashes.SHA384, "ec"),
+    ECDSA_SHA512: (hashes.SHA512, "ec"),
 }
 SHA1_ALGORITHMS: dict[str, tuple[type[hashes.HashAlgorithm], str]] = {
     RSA_SHA1: (hashes.SHA1, "rsa"),
@@ -273,10 +280,10 @@ def inspect_logout_request(data: bytes) -> LogoutRequestMessage:
         raise SAMLError("unsupported", "Encrypted or base identifiers are not supported.", 400)
     if len(name_ids) != 1:
         raise SAMLError("malformed", "The sign-out request must name one user (NameID).", 400)
-    name_id = _text(name_ids[0])
+    name_id = text(name_ids[0])
     if not name_id:
         raise SAMLError("malformed", "The sign-out request names no user.", 400)
-    indexes = tuple(_text(node) for node in _children(root, _SAMLP, "SessionIndex"))
+    indexes = tuple(text(node) or "" for node in _children(root, _SAMLP, "SessionIndex"))
     if len(indexes) > 64 or any(not index for index in indexes):
         raise SAMLError("malformed", "The sign-out request has invalid session indexes.", 400)
     return LogoutRequestMessage(
@@ -347,11 +354,6 @@ def _children(node: etree._Element, namespace: str, local: str) -> list[etree._E
     return [child for child in node if child.tag == f"{{{namespace}}}{local}"]
 
 
-def _text(node: etree._Element) -> str:
-    """All of an element's text (never lxml's `.text`, which stops at a comment)."""
-    return str(node.xpath("string()")).strip()
-
-
 def _issuer(root: etree._Element) -> str | None:
     issuers = _children(root, _SAML, "Issuer")
     if len(issuers) > 1:
@@ -360,7 +362,7 @@ def _issuer(root: etree._Element) -> str | None:
         return None
     if issuers[0].get("Format") not in (None, "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"):
         raise SAMLError("wrong_issuer", "The sign-out message comes from an unexpected issuer.")
-    return _text(issuers[0])
+    return text(issuers[0])
 
 
 def _instant(value: str | None, *, required: bool = False) -> float | None:
@@ -456,7 +458,7 @@ def build_logout_request(
         expire=datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         sign=bool(key_pem) and binding == "post",
         sign_alg=_key_algorithm(key_pem),
-        digest_alg=DIGEST_SHA256,
+        digest_alg=SHA256,
     )
     return str(request_id), _send(
         "SAMLRequest", str(request), binding, destination, relay_state, key_pem
@@ -488,9 +490,7 @@ def build_logout_response(
         status=samlp.Status(status_code=samlp.StatusCode(value=STATUS_SUCCESS)),
     )
     if key_pem and binding == "post":
-        xml = str(
-            sp.client.sign(response, sign_alg=_key_algorithm(key_pem), digest_alg=DIGEST_SHA256)
-        )
+        xml = str(sp.client.sign(response, sign_alg=_key_algorithm(key_pem), digest_alg=SHA256))
     else:
         xml = str(response)
     return _send("SAMLResponse", xml, binding, destination, relay_state, key_pem)

@@ -42,6 +42,7 @@ from saml_middleware.devidp import DevIdP, DevIdPError
 from saml_middleware.keys import generate_key_pair
 from saml_middleware.metadata import IdPMetadata
 from saml_middleware.protocol import ServiceProvider, inspect_response
+from saml_middleware.saml import algorithms
 from tests import forge
 from tests.forge import DS, SAML, SAMLP, KeyPair
 from tests.helpers import settings_for
@@ -822,8 +823,8 @@ def test_signed_post_authn_request_is_verified_by_the_dev_idp(idp, sp_keys):
         idp.sso_post_url,
         binding=BINDING_HTTP_POST,
         sign=True,
-        sign_alg=crypto.RSA_SHA256,
-        digest_alg=crypto.SHA256,
+        sign_alg=algorithms.RSA_SHA256,
+        digest_alg=algorithms.SHA256,
     )
     data = str(request).encode("utf-8")
     info = idp.parse_authn_request(base64.b64encode(data).decode("ascii"), "post")
@@ -888,12 +889,12 @@ def test_client_built_without_xmlsec1_works_end_to_end(idp, sp_keys, monkeypatch
         str(request),
         idp.sso_redirect_url,
         sign=True,
-        sigalg=crypto.RSA_SHA256,
+        sigalg=algorithms.RSA_SHA256,
     )
     assert "Signature=" in dict(info["headers"])["Location"]
     # POST binding: an enveloped signature made by the backend.
     _, signed = client.create_authn_request(
-        idp.sso_post_url, sign=True, sign_alg=crypto.RSA_SHA256, digest_alg=crypto.SHA256
+        idp.sso_post_url, sign=True, sign_alg=algorithms.RSA_SHA256, digest_alg=algorithms.SHA256
     )
     assert b"SignatureValue" in str(signed).encode()
     for path in os.environ["PATH"].split(os.pathsep):

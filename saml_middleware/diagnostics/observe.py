@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ..protocol import (
-    NS,
-    parse_xml,
-)
+from ..protocol import parse_xml
+from ..saml.xml import NS, text
 
 if TYPE_CHECKING:
     pass
@@ -84,16 +82,11 @@ class Observed:
         return self.assertion_count >= 1 and not self.encrypted
 
 
-def _text(node: etree._Element | None) -> str | None:
-    """All the text of an element (not `.text`, which stops at a comment)."""
-    return None if node is None else str(node.xpath("string()")).strip()
-
-
 def _signature(node: etree._Element, element: str) -> SignatureSeen:
     algorithm = node.xpath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=NS)
     digest = node.xpath("ds:SignedInfo/ds:Reference/ds:DigestMethod/@Algorithm", namespaces=NS)
     certs = node.xpath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=NS)
-    cert = "".join((_text(certs[0]) or "").split()) if certs else None
+    cert = "".join((text(certs[0]) or "").split()) if certs else None
     return SignatureSeen(
         element,
         str(algorithm[0]) if algorithm else None,
@@ -137,12 +130,12 @@ def _observe(root: etree._Element) -> Observed:
     return Observed(
         is_response=True,
         destination=root.get("Destination"),
-        issuer=_text(issuer),
+        issuer=text(issuer),
         issuer_format=issuer.get("Format") if issuer is not None else None,
         in_response_to=root.get("InResponseTo"),
         issue_instant=root.get("IssueInstant"),
         status_codes=codes,
-        status_message=_text(message),
+        status_message=text(message),
         assertion_count=len(assertions),
         encrypted=bool(assertions) and assertions[0].tag != _ASSERTION,
         response_signed=any(s.element == "Response" for s in signatures),
@@ -169,11 +162,11 @@ def _observe_assertion(assertion: etree._Element) -> dict[str, object]:
     audiences: tuple[tuple[str, ...], ...] = ()
     if conditions is not None:
         audiences = tuple(
-            tuple(_text(a) or "" for a in r.xpath("saml:Audience", namespaces=NS))
+            tuple(text(a) or "" for a in r.xpath("saml:Audience", namespaces=NS))
             for r in conditions.xpath("saml:AudienceRestriction", namespaces=NS)
         )
     return {
-        "assertion_issuer": _text(issuer),
+        "assertion_issuer": text(issuer),
         "assertion_issuer_format": issuer.get("Format") if issuer is not None else None,
         "assertion_issue_instant": assertion.get("IssueInstant"),
         "audiences": audiences,
@@ -182,7 +175,7 @@ def _observe_assertion(assertion: etree._Element) -> dict[str, object]:
         "not_on_or_after": conditions.get("NotOnOrAfter") if conditions is not None else None,
         "confirmations": tuple(confirmations),
         "name_id_present": bool(
-            (name_id is not None and _text(name_id)) or encrypted_id is not None
+            (name_id is not None and text(name_id)) or encrypted_id is not None
         ),
         "name_id_format": (
             name_id.get("Format")

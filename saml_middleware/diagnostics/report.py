@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,16 +16,15 @@ from cryptography import x509
 
 from ..errors import SAMLError
 from ..identity import SAMLUser
+from ..keys import EXPIRY_WARNING_DAYS, certificate_standing, thumbprint
 from ..protocol import (
-    DIGEST_METHODS,
-    DIGEST_METHODS_SHA1,
     MAX_RESPONSE_AGE_SECONDS,
-    SIGNATURE_METHODS,
-    SIGNATURE_METHODS_SHA1,
     UNVERIFIABLE,
     saml_instant,
 )
 from ..routing import url_in
+from ..saml.algorithms import NAMES as ALGORITHM_NAMES
+from ..saml.algorithms import digest_methods, signature_methods
 from .observe import Observed, SignatureSeen
 
 if TYPE_CHECKING:
@@ -36,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("saml_middleware.diagnostics")
 
-# A signing certificate expiring sooner than this is a warning on the page and in the log.
-EXPIRY_WARNING_DAYS = 30
 
 # The one text for every cryptographic refusal (see the module docstring).
 UNVERIFIABLE_TEXT = (
@@ -129,20 +125,6 @@ _AFTER_VERIFICATION = frozenset(
 _MAX_TEXT = 200
 MAX_VALUES = 50
 _MAX_ATTRIBUTES = 100
-
-_ALGORITHM_NAMES = {
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": "RSA-SHA256",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": "RSA-SHA384",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": "RSA-SHA512",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": "ECDSA-SHA256",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": "ECDSA-SHA384",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512": "ECDSA-SHA512",
-    "http://www.w3.org/2000/09/xmldsig#rsa-sha1": "RSA-SHA1",
-    "http://www.w3.org/2001/04/xmlenc#sha256": "SHA-256",
-    "http://www.w3.org/2001/04/xmldsig-more#sha384": "SHA-384",
-    "http://www.w3.org/2001/04/xmlenc#sha512": "SHA-512",
-    "http://www.w3.org/2000/09/xmldsig#sha1": "SHA-1",
-}
 
 
 # -- what the engine gives ------------------------------------------------------------
@@ -602,8 +584,8 @@ class _Context:
             problems.append("Nothing in the answer is signed.")
         self.unsigned = bool(problems)
         for seen in obs.signatures:
-            allowed_sig = SIGNATURE_METHODS | (set() if exp.reject_sha1 else SIGNATURE_METHODS_SHA1)
-            allowed_digest = DIGEST_METHODS | (set() if exp.reject_sha1 else DIGEST_METHODS_SHA1)
+            allowed_sig = signature_methods(exp.reject_sha1)
+            allowed_digest = digest_methods(exp.reject_sha1)
             if seen.algorithm not in allowed_sig or seen.digest not in allowed_digest:
                 self.bad_algorithm = True
                 problems.append(
@@ -883,15 +865,13 @@ def _describe_cert(body: str, not_after: datetime | None, now: float) -> _CertIn
 
 
 def _describe_der_info(der: bytes, now: float) -> _CertInfo:
-    thumbprint = hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
     try:
         cert = x509.load_der_x509_certificate(der)
-        subject = shorten(cert.subject.rfc4514_string() or "(no subject)", 120)
-        not_after: datetime | None = cert.not_valid_after_utc
     except ValueError:
-        subject, not_after = "(unreadable certificate)", None
-    days = (not_after.timestamp() - now) / 86400 if not_after is not None else float("inf")
-    return _CertInfo(der, subject, thumbprint, not_after, days)
+        return _CertInfo(der, "(unreadable certificate)", thumbprint(der), None, float("inf"))
+    standing = certificate_standing(cert, datetime.fromtimestamp(now, timezone.utc))
+    subject = shorten(standing.subject or "(no subject)", 120)
+    return _CertInfo(der, subject, standing.thumbprint, standing.not_after, standing.days_left)
 
 
 def _describe_der(der: bytes, now: float) -> str:
@@ -925,7 +905,7 @@ def _algorithms(seen: SignatureSeen) -> str:
 def _algorithm_name(uri: str | None) -> str:
     if not uri:
         return "none"
-    return _ALGORITHM_NAMES.get(uri, shorten(uri, 100))
+    return ALGORITHM_NAMES.get(uri, shorten(uri, 100))
 
 
 def _signed_words(obs: Observed, element: str) -> str:

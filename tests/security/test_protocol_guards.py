@@ -23,13 +23,12 @@ from saml_middleware.engine import Engine
 from saml_middleware.errors import SAMLError
 from saml_middleware.keys import generate_key_pair
 from saml_middleware.protocol import (
-    DIGEST_METHODS,
-    SIGNATURE_METHODS,
     check_signatures,
     decode_redirect_message,
     inflate,
     parse_xml,
 )
+from saml_middleware.saml.algorithms import DIGEST_METHODS, SIGNATURE_METHODS
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import settings_for

@@ -1,0 +1,1 @@
+"""The SAML protocol layer: XML reading, algorithms, and (over time) the rest of it."""
