@@ -51,7 +51,7 @@ def settings(idp: DevIdP, **security: Any) -> dict[str, Any]:
 
 
 def service_provider(engine: Any, loop: asyncio.AbstractEventLoop) -> Any:
-    """The engine's `protocol.ServiceProvider` for its top-level IdP."""
+    """The engine's `saml.sp.ServiceProvider` for its top-level IdP."""
     realm = getattr(engine, "realm", None)
     source = realm if realm is not None else engine  # engines before organizations
     return loop.run_until_complete(source.service_provider())

@@ -8,7 +8,7 @@ NameID emailAddress, the Entra claims with 3 roles, RSA-SHA256/SHA-256,
 exclusive c14n, RSA-2048; IdP-initiated, no encryption):
 
   a   plain pysaml2 `parse_authn_request_response`, its default backend (xmlsec1 processes)
-  b   the same client with saml_middleware's in-process backend (`crypto.install`)
+  b   the same client with saml_middleware's in-process backend (`saml.crypto.install`)
   e   the project's whole ACS: `Engine.handle(POST /saml/acs/)` as configured today
   e+  the same engine with the in-process backend installed (omitted once it is the default)
   p   python3-saml `is_valid`, strict=True (only if `onelogin` is importable)
@@ -47,9 +47,9 @@ from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.sigver import get_xmlsec_binary
 
-from saml_middleware.crypto import InProcessSecurityContext, install
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, Response
+from saml_middleware.saml.crypto import InProcessSecurityContext, install
 from saml_middleware.stores import make_store
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -59,7 +59,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 
 
 def plain_pysaml2(engine: Engine, idp: DevIdP, *, in_process: bool) -> Saml2Client:
-    """A Saml2Client configured by hand, as a pysaml2 user would (not by protocol.py)."""
+    """A Saml2Client configured by hand, as a pysaml2 user would (not by saml/sp.py)."""
     config = SPConfig()
     config.load(
         {

@@ -28,10 +28,10 @@ import xmlsec
 from _common import acs_form, acs_request, environment, rss_bytes, service_provider, settings
 from lxml import etree
 
-from saml_middleware.crypto import InProcessSecurityContext, install
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, Response
 from saml_middleware.keys import generate_key_pair
+from saml_middleware.saml.crypto import InProcessSecurityContext, install
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"

@@ -122,7 +122,7 @@ class SecuritySettings:
     trust_forwarded_headers: bool = False
     # Single Logout messages from the IdP must be signed (pysaml2 would not check).
     want_logout_signed: bool = True
-    # "xmlsec1": pysaml2's subprocess backend; "inprocess": crypto.py on the xmlsec binding.
+    # "xmlsec1": pysaml2's subprocess backend; "inprocess": saml/crypto.py on the xmlsec binding.
     crypto_backend: str = "inprocess"
     # Algorithm URIs an EncryptedAssertion may use, checked before any decryption.
     allowed_key_transport: tuple[str, ...] = ()

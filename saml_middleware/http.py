@@ -21,7 +21,7 @@ from .config import SLUG, Settings
 from .errors import SAMLError
 from .identity import SAMLUser
 from .pages import auto_post_form, error_page
-from .protocol import Outgoing, public_error
+from .saml.sp import Outgoing, public_error
 from .urls import split_url
 
 # The engine's logger: operators filter on it for the warnings below.
@@ -83,7 +83,7 @@ def error_response(err: SAMLError, request: HttpRequest, set_cookie: str | None 
     """The one place a refusal becomes an HTTP answer.
 
     Signature, key, algorithm and decryption refusals all get the same
-    answer (`protocol.public_error`): no oracle. The real code is logged.
+    answer (`saml.sp.public_error`): no oracle. The real code is logged.
     """
     err = public_error(err)
     headers = [("x-saml-error", err.code), NO_STORE]

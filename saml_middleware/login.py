@@ -6,7 +6,7 @@ cookie binds the login to this browser; RelayState carries the page, signed.
 
 `POST acs/` (`Login.finish`), in this order:
 
-1. `verify`, in one worker-thread hop: the Response's structure (protocol.py),
+1. `verify`, in one worker-thread hop: the Response's structure (saml/sp.py),
    then `take_request` (a request of ours, for this organization, started in
    this browser: a forged answer costs no signature check), then signatures
    and conditions. IdP-initiated answers (no InResponseTo) only when allowed.
@@ -55,7 +55,7 @@ from .http import (
 )
 from .identity import PROVISION_FAILED, SAMLUser, build_user, check_required_role, resolve_overage
 from .identity import role_values as identity_role_values
-from .protocol import ResponseEnvelope, ServiceProvider, VerifiedLogin, decode_post_message
+from .saml.sp import ResponseEnvelope, ServiceProvider, VerifiedLogin, decode_post_message
 from .sessions import SessionBackend
 from .state import FlowState
 from .tenants import Tenant, tenant_disabled
@@ -165,7 +165,7 @@ class Login:
     def check_signed(
         self, sp: ServiceProvider, envelope: ResponseEnvelope, answers: bool
     ) -> VerifiedLogin:
-        """Signatures, issuer, audience and times (protocol.py); `answers`: whether the
+        """Signatures, issuer, audience and times (saml/sp.py); `answers`: whether the
         request its InResponseTo names was found (else a solicited answer is refused)."""
         return sp.verify_response(
             envelope,

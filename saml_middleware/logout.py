@@ -8,7 +8,7 @@
   and taken once (`logout_answered`); an IdP-initiated LogoutRequest (signed,
   for this SLS, recent, used once: `check_message`) ends the sessions of its
   NameID, all of them with server-side sessions (`logout_requested`), and is
-  answered with a LogoutResponse. The messages themselves are slo.py's.
+  answered with a LogoutResponse. The messages themselves are saml/logout_messages.py's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from .authn_requests import OUTSTANDING_REQUEST_TTL
 from .config import Settings
-from .crypto import XmlSecBackend
 from .errors import SAMLError
 from .http import (
     NO_STORE,
@@ -41,10 +40,9 @@ from .http import (
 from .identity import SAMLUser, same_name_id
 from .login import log_digest
 from .pages import logout_page, page
-from .protocol import Outgoing, ServiceProvider, decode_post_message, decode_redirect_message
 from .routing import url_in
-from .sessions import Session, SessionBackend, SessionGate
-from .slo import (
+from .saml.crypto import XmlSecBackend
+from .saml.logout_messages import (
     MAX_RELAY_STATE,
     STATUS_SUCCESS,
     LogoutRequestMessage,
@@ -58,6 +56,8 @@ from .slo import (
     verify_enveloped_signature,
     verify_redirect_signature,
 )
+from .saml.sp import Outgoing, ServiceProvider, decode_post_message, decode_redirect_message
+from .sessions import Session, SessionBackend, SessionGate
 from .state import LOGOUT_MESSAGE_MAX_AGE, FlowState
 from .stores import StoreUnavailable
 from .tenants import Tenant

@@ -47,9 +47,9 @@ from lxml import etree
 from .config import IdPSettings
 from .errors import ConfigError, SAMLError
 from .keys import EXPIRY_WARNING_DAYS
+from .saml.times import xs_datetime
 from .saml.xml import DS, MD, SAMLP, hardened_parser
 from .urls import split_url
-from .xstime import xs_datetime
 
 logger = logging.getLogger("saml_middleware.metadata")
 

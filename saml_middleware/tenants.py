@@ -26,8 +26,8 @@ from .config import SLUG, Settings, TenantSettings, load_tenant
 from .errors import ConfigError, SAMLError
 from .hooks import run_hook
 from .metadata import IdPMetadata
-from .protocol import ServiceProvider
 from .routing import SLUG_PLACEHOLDER, canonical_host, canonical_slug, path_spellings
+from .saml.sp import ServiceProvider
 
 log = logging.getLogger("saml_middleware.tenants")
 

@@ -23,8 +23,8 @@ import pytest
 
 from saml_middleware.config import load_settings
 from saml_middleware.metadata import IdPMetadata
-from saml_middleware.protocol import ServiceProvider, VerifiedLogin, inspect_response
-from saml_middleware.xstime import saml_instant
+from saml_middleware.saml.sp import ServiceProvider, VerifiedLogin, inspect_response
+from saml_middleware.saml.times import saml_instant
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("SAML_REALWORLD_DIR") or REPO.parent / "shared" / "realworld")

@@ -4,7 +4,7 @@ pysaml2 fails open in places (docs/security.md, "How a SAML response is checked"
 gives a response with no assertion and no exception, Recipient is unchecked
 without `conv_info`, a missing AudienceRestriction passes, several
 AudienceRestrictions are OR-ed, sender-vouches passes, SubjectConfirmationData
-NotOnOrAfter is optional. protocol.py re-checks these itself; each test here
+NotOnOrAfter is optional. saml/sp.py re-checks these itself; each test here
 takes a Response minted by a development IdP whose key we hold, changes exactly
 one thing (tests/forge.py), re-signs it with the trusted key, posts it to the
 ACS through the engine, and expects a refusal with its code and no session.

@@ -17,7 +17,7 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine
 from saml_middleware.keys import generate_key_pair
-from saml_middleware.protocol import ServiceProvider, inflate
+from saml_middleware.saml.sp import ServiceProvider, inflate
 from tests.helpers import settings_for
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"

@@ -1,11 +1,11 @@
-"""The in-process crypto backend (saml_middleware/crypto.py), item by item of its checklist.
+"""The in-process crypto backend (saml_middleware/saml/crypto.py), item by item of its checklist.
 
 Responses come from a development IdP whose key the tests hold; each attack
 changes one thing (tests/forge.py) and, where it matters, re-signs with the
 trusted key so that the one change is all that can be refused. Most tests call
 the backend directly (`XmlSecBackend.verify`), so the refusal is provably the
-backend's and not one of protocol.py's earlier checks; the pysaml2-level tests
-parse through a `Saml2Client` built by protocol.py with the backend installed.
+backend's and not one of saml/sp.py's earlier checks; the pysaml2-level tests
+parse through a `Saml2Client` built by saml/sp.py with the backend installed.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from saml2.sigver import DecryptError, MissingKey, SignatureError
 from saml2.xml.schema import XMLSchemaError
 from saml2.xml.schema import validate as xmlschema_validate
 
-from saml_middleware import crypto
 from saml_middleware.config import load_settings
-from saml_middleware.crypto import (
+from saml_middleware.devidp import DevIdP, DevIdPError
+from saml_middleware.keys import generate_key_pair
+from saml_middleware.metadata import IdPMetadata
+from saml_middleware.saml import algorithms, crypto
+from saml_middleware.saml.crypto import (
     AES_CBC,
     CryptoBackendError,
     InProcessSecurityContext,
@@ -38,11 +41,7 @@ from saml_middleware.crypto import (
     self_test,
     validate_schema,
 )
-from saml_middleware.devidp import DevIdP, DevIdPError
-from saml_middleware.keys import generate_key_pair
-from saml_middleware.metadata import IdPMetadata
-from saml_middleware.protocol import ServiceProvider, inspect_response
-from saml_middleware.saml import algorithms
+from saml_middleware.saml.sp import ServiceProvider, inspect_response
 from tests import forge
 from tests.forge import DS, SAML, SAMLP, KeyPair
 from tests.helpers import settings_for
@@ -57,7 +56,7 @@ C = xmlsec.constants
 
 
 def make_sp(idp: DevIdP, **overrides: Any) -> ServiceProvider:
-    """protocol.py's ServiceProvider (its Saml2Client), trusted by `idp`, backend installed."""
+    """saml/sp.py's ServiceProvider (its Saml2Client), trusted by `idp`, backend installed."""
     settings = load_settings(settings_for(idp, **overrides))
     assert settings.idp is not None
     sp = ServiceProvider(settings, IdPMetadata(settings.idp).load())
@@ -99,7 +98,7 @@ def assertion_id(root: etree._Element) -> str:
 
 
 def pysaml2_parse(sp: ServiceProvider, data: bytes) -> Any:
-    """pysaml2's own parse (no protocol.py pre-checks): what the backend alone lets through."""
+    """pysaml2's own parse (no saml/sp.py pre-checks): what the backend alone lets through."""
     encoded = base64.b64encode(data).decode("ascii")
     return sp.client.parse_authn_request_response(encoded, BINDING_HTTP_POST)
 

@@ -41,7 +41,7 @@ from saml_middleware.diagnostics import (
 from saml_middleware.engine import Engine
 from saml_middleware.errors import SAMLError
 from saml_middleware.identity import role_values
-from saml_middleware.protocol import UNVERIFIABLE
+from saml_middleware.saml.sp import UNVERIFIABLE
 from tests import forge
 from tests.forge import SAMLP, KeyPair
 from tests.helpers import SP_BASE, Clock, settings_for

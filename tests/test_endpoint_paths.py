@@ -27,7 +27,7 @@ from saml_middleware.config import ConfigError, load_settings
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from saml_middleware.routing import normalized_url, url_in
-from saml_middleware.slo import redirect_url
+from saml_middleware.saml.logout_messages import redirect_url
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import SP_BASE, header, remember_cookies, request, settings_for

@@ -1,5 +1,7 @@
-"""The engine layer does not depend on Starlette: only the ASGI adapter (and authz.py,
-for FastAPI) import it, so `SAMLUser` and the engine serve a WSGI app unchanged."""
+"""The layers, checked statically. The engine does not depend on Starlette: only the ASGI
+adapter (and authz.py, for FastAPI) import it, so `SAMLUser` and the engine serve a WSGI app
+unchanged. pysaml2 stays behind the protocol layer: only saml/ (and the development IdP)
+import `saml2`, so the rest of the middleware never sees its objects."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "saml_middleware"
 # The ASGI adapter and FastAPI's dependencies; the CLI and the development IdP are apps.
 MAY_IMPORT_STARLETTE = {"asgi.py", "authz.py", "cli.py", "devidp"}
+MAY_IMPORT_SAML2 = {"saml", "devidp"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -27,5 +30,14 @@ def test_only_the_asgi_adapter_and_authz_import_starlette():
         for path in PACKAGE.rglob("*.py")
         if path.relative_to(PACKAGE).parts[0] not in MAY_IMPORT_STARLETTE
         and "starlette" in _imports(path)
+    )
+    assert importing == []
+
+
+def test_only_the_protocol_layer_and_the_development_idp_import_saml2():
+    importing = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] not in MAY_IMPORT_SAML2 and "saml2" in _imports(path)
     )
     assert importing == []

@@ -2,7 +2,7 @@
 """The native verification path against the pysaml2 path, on the same responses.
 
 With the in-process backend, `ServiceProvider.verify_response` verifies with
-lxml and the xmlsec binding only (`protocol._verify_native`). The pysaml2 path
+lxml and the xmlsec binding only (`saml.sp._verify_native`). The pysaml2 path
 (`ServiceProvider` with `_native` cleared: the same keys, the same in-process
 backend under pysaml2) is the reference. For the genuine baselines and every
 case of the attack corpus, both must reach the same verdict: accepted with an
@@ -26,7 +26,7 @@ from lxml import etree
 
 from saml_middleware.devidp import DevIdP
 from saml_middleware.errors import SAMLError
-from saml_middleware.protocol import (
+from saml_middleware.saml.sp import (
     ServiceProvider,
     VerifiedLogin,
     decode_post_message,
@@ -248,7 +248,7 @@ def test_native_never_accepts_what_pysaml2_refuses(property_setup, steps, resign
         assert native[0] == "accepted" or native[1] in _NATIVE_STRICTER, (steps, native)
 
 
-# Codes the native path may refuse with where pysaml2 accepts (see assertions.py):
+# Codes the native path may refuse with where pysaml2 accepts (see saml/rules.py):
 # the XSDs over the whole unsigned Response, encrypted or structured attributes.
 _NATIVE_STRICTER = {"invalid_response"}
 

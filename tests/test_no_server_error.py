@@ -49,7 +49,7 @@ from saml_middleware.engine import (
     Response,
     UnexpectedErrors,
 )
-from saml_middleware.slo import redirect_url
+from saml_middleware.saml.logout_messages import redirect_url
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import (

@@ -26,9 +26,13 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from saml_middleware.keys import generate_key_pair
-from saml_middleware.protocol import decode_redirect_message
 from saml_middleware.saml.algorithms import RSA_SHA1
-from saml_middleware.slo import inspect_logout_request, read_redirect_query, redirect_url
+from saml_middleware.saml.logout_messages import (
+    inspect_logout_request,
+    read_redirect_query,
+    redirect_url,
+)
+from saml_middleware.saml.sp import decode_redirect_message
 from tests.forge import KeyPair
 from tests.helpers import Browser, header, request
 

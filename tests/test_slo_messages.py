@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from saml_middleware.errors import SAMLError
 from saml_middleware.keys import certificate_body, generate_key_pair
-from saml_middleware.slo import (
+from saml_middleware.saml.logout_messages import (
     ECDSA_SHA256,
     RSA_SHA1,
     RSA_SHA256,

@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 
 from saml_middleware.identity import SAMLUser
-from saml_middleware.protocol import inflate
+from saml_middleware.saml.sp import inflate
 from tests import forge
 from tests.helpers import Browser, header, request
 from tests.security.harness import Acs

@@ -21,23 +21,23 @@ from lxml import etree
 from saml2 import BINDING_HTTP_POST
 from saml2.response import AuthnResponse
 
-from saml_middleware import crypto, protocol
 from saml_middleware.asgi import _request
 from saml_middleware.authn_requests import RequestToken
 from saml_middleware.config import load_settings
-from saml_middleware.crypto import install
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, HttpRequest
 from saml_middleware.errors import SAMLError
 from saml_middleware.identity import SAMLUser
 from saml_middleware.login import Answer
 from saml_middleware.metadata import IdPMetadata
-from saml_middleware.protocol import (
+from saml_middleware.saml import crypto, xml
+from saml_middleware.saml.crypto import install
+from saml_middleware.saml.sp import (
     ServiceProvider,
+    _AuthnResponse,
     inspect_response,
     saml_instant,
 )
-from saml_middleware.saml import xml
 from saml_middleware.sessions import SessionCodec
 from saml_middleware.stores import MemoryStore
 from tests.helpers import settings_for
@@ -180,7 +180,7 @@ def test_a_solicited_response_without_its_request_is_refused(idp, sp, acs_engine
 def test_get_identity_is_upstreams(idp, sp):
     encoded = base64.b64encode(fresh(idp, sp)).decode()
     ours = sp.client.parse_authn_request_response(encoded, BINDING_HTTP_POST)
-    assert type(ours) is protocol._AuthnResponse and isinstance(ours, AuthnResponse)
+    assert type(ours) is _AuthnResponse and isinstance(ours, AuthnResponse)
     assert ours.get_identity() == AuthnResponse.get_identity(ours)
     assert ours.ava == AuthnResponse.get_identity(ours)
 

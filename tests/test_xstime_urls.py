@@ -12,8 +12,8 @@ import pytest
 
 from saml_middleware.errors import SAMLError
 from saml_middleware.metadata import MetadataError, _xs_datetime
+from saml_middleware.saml.times import saml_instant, xs_datetime
 from saml_middleware.urls import split_url
-from saml_middleware.xstime import saml_instant, xs_datetime
 
 UTC = timezone.utc
 

@@ -54,7 +54,7 @@ from saml2.sigver import verify_redirect_signature as pysaml2_verify_redirect_si
 from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
 from ..keys import generate_key_pair
-from ..slo import read_redirect_query, redirect_url, verify_redirect_signature
+from ..saml.logout_messages import read_redirect_query, redirect_url, verify_redirect_signature
 from .local_sps import (
     LocalMetadataError,
     fetch_local_metadata,

@@ -13,14 +13,14 @@ starting a session, hands the outcome here:
 - `render_report` makes the HTML page.
 
 Two rules shape the page. It is no oracle: every refusal in
-`protocol.UNVERIFIABLE` (signature, key, algorithm, decryption) reads the same,
+`saml.sp.UNVERIFIABLE` (signature, key, algorithm, decryption) reads the same,
 whatever the real code was; what the page says about signing comes from the
 message itself (which the sender knows) or from the configuration (public in
 the IdP metadata). And it shows nothing secret: no XML dump, no settings
 secrets; the attributes received are the tester's own and are shown (escaped,
 truncated) only when the answer verified.
 
-No framework and no pysaml2 here: lxml (through `protocol.parse_xml`) and the
+No framework and no pysaml2 here: lxml (through `saml.sp.parse_xml`) and the
 `cryptography` package for certificate names and thumbprints.
 """
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ..protocol import parse_xml
+from ..saml.sp import parse_xml
 from ..saml.xml import NS, text
 
 if TYPE_CHECKING:

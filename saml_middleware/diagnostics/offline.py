@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ..errors import SAMLError
-from ..protocol import saml_instant
+from ..saml.sp import saml_instant
 from .observe import Observed
 from .report import (
     _BEARER,

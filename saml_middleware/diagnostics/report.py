@@ -17,14 +17,14 @@ from cryptography import x509
 from ..errors import SAMLError
 from ..identity import SAMLUser
 from ..keys import EXPIRY_WARNING_DAYS, certificate_standing, thumbprint
-from ..protocol import (
+from ..routing import url_in
+from ..saml.algorithms import NAMES as ALGORITHM_NAMES
+from ..saml.algorithms import digest_methods, signature_methods
+from ..saml.sp import (
     MAX_RESPONSE_AGE_SECONDS,
     UNVERIFIABLE,
     saml_instant,
 )
-from ..routing import url_in
-from ..saml.algorithms import NAMES as ALGORITHM_NAMES
-from ..saml.algorithms import digest_methods, signature_methods
 from .observe import Observed, SignatureSeen
 
 if TYPE_CHECKING:

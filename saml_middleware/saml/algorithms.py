@@ -1,8 +1,8 @@
 """The algorithm URIs, the allow-lists and their display names: one place for all.
 
-Enforced on the raw document before any cryptography runs (protocol.py), again
+Enforced on the raw document before any cryptography runs (sp.py), again
 inside the in-process backend (crypto.py), for Redirect-binding signatures
-(slo.py), and shown by Test SSO (diagnostics). pysaml2 and xmlsec1 alone would
+(logout_messages.py), and shown by Test SSO (diagnostics). pysaml2 and xmlsec1 alone would
 accept anything xmlsec was built with: XSLT and XPath transforms, HMAC, MD5, SHA-1.
 """
 

@@ -23,7 +23,7 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from saml_middleware.errors import SAMLError
-from saml_middleware.protocol import UNVERIFIABLE, UNVERIFIABLE_CODE
+from saml_middleware.saml.sp import UNVERIFIABLE, UNVERIFIABLE_CODE
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import Browser, header, request

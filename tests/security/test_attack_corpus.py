@@ -983,7 +983,7 @@ CASES = [
     Case("P8-nul-byte", ("assertion",), nul_byte, MALFORMED),
     Case("P8-control-utf8-bom", ("assertion",), utf8_bom, Login()),
     Case("P9-deep-nesting", ("assertion",), deep_nesting, MALFORMED),
-    # Refused by the depth limit in protocol.parse_xml, the same way on every backend.
+    # Refused by the depth limit in saml.sp.parse_xml, the same way on every backend.
     Case("P9-deep-nesting-in-extensions", PLAIN, deep_nesting_in_extensions, MALFORMED),
     Case("P9-deep-nesting-in-signed-attribute", ("assertion",), deep_nesting_in_attribute,
          MALFORMED),

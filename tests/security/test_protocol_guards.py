@@ -1,4 +1,4 @@
-"""The guards in protocol.py that work before any cryptography, tested on their own.
+"""The guards in saml/sp.py that work before any cryptography, tested on their own.
 
 * `inflate` / `decode_redirect_message`: HTTP-Redirect messages inflate to a hard
   cap (catalogue P4). No SP endpoint takes a Redirect-binding message yet (the
@@ -17,18 +17,18 @@ import zlib
 import pytest
 from lxml import etree
 
-from saml_middleware.assertions import check_signed
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine
 from saml_middleware.errors import SAMLError
 from saml_middleware.keys import generate_key_pair
-from saml_middleware.protocol import (
+from saml_middleware.saml.algorithms import DIGEST_METHODS, SIGNATURE_METHODS
+from saml_middleware.saml.rules import check_signed
+from saml_middleware.saml.sp import (
     check_signatures,
     decode_redirect_message,
     inflate,
     parse_xml,
 )
-from saml_middleware.saml.algorithms import DIGEST_METHODS, SIGNATURE_METHODS
 from tests import forge
 from tests.forge import KeyPair
 from tests.helpers import settings_for

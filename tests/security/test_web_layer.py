@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from saml_middleware.engine import PassThrough, Response
-from saml_middleware.protocol import UNVERIFIABLE, UNVERIFIABLE_CODE
+from saml_middleware.saml.sp import UNVERIFIABLE, UNVERIFIABLE_CODE
 from tests import forge
 from tests.helpers import SECRET, Browser, header, request
 from tests.security.harness import EVIL, RELAY, Acs, refusal_log

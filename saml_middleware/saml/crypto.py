@@ -28,7 +28,7 @@ temporary files, and validates the schema with libxml2 (pysaml2's own XSDs,
 compiled once per thread) instead of pure-Python `xmlschema` (3-10 ms per
 message): on pysaml2's re-serialisation of the item, as upstream, and on the
 element the backend verifies. The middleware's own ACS and SLS call
-`verify_any` directly (protocol.py, slo.py); pysaml2 with this context is the
+`verify_any` directly (sp.py, logout_messages.py); pysaml2 with this context is the
 reference the native path is tested against (tests/test_native_equivalence.py).
 Decryption (`decrypt`) accepts the key transport and content
 encryption algorithms it is given (by default RSA-OAEP and AES-GCM; the
@@ -64,7 +64,7 @@ from saml2.sigver import (
 )
 from saml2.xmldsig import ALLOWED_CANONICALIZATIONS, ALLOWED_TRANSFORMS, TRANSFORM_ENVELOPED
 
-from .saml.algorithms import (
+from .algorithms import (
     AES_CBC,
     AES_GCM,
     RSA_1_5,
@@ -78,8 +78,8 @@ from .saml.algorithms import (
     digest_methods,
     signature_methods,
 )
-from .saml.xml import DS, EXC_C14N, SAML, XENC, XENC11
-from .saml.xml import parse as parse_hardened
+from .xml import DS, EXC_C14N, SAML, XENC, XENC11
+from .xml import parse as parse_hardened
 
 try:  # a broken binding must not break the xmlsec1 backend: report it in self_test()
     import xmlsec
@@ -425,7 +425,7 @@ class XmlSecBackend(CryptoBackend):
 
         With `schema`, the signed element itself (the very subtree xmlsec
         verifies) must also be valid against the SAML schemas. `root` is the
-        hardened parse of `signedtext` (protocol.parse_xml) when the caller
+        hardened parse of `signedtext` (sp.parse_xml) when the caller
         already has it: it is only read, and spares a second parse.
         """
         try:
@@ -881,7 +881,7 @@ def _dotted(version: Iterable[int]) -> str:
 
 def _sign_and_verify_once() -> None:
     """An EC key (fast to make), an enveloped signature, a verify, a tampered verify."""
-    from .keys import generate_key_pair
+    from ..keys import generate_key_pair
 
     key_pem, cert_pem = generate_key_pair("saml-middleware self-test", days=1, kind="ec")
     saml = "urn:oasis:names:tc:SAML:2.0:assertion"

@@ -1,4 +1,4 @@
-"""The SAML protocol layer: the only part of the middleware that talks to pysaml2.
+"""The service provider: the part of the protocol layer (saml/) that talks to pysaml2.
 
 `ServiceProvider` wraps one pysaml2 client for one SP/IdP pair. It builds
 AuthnRequests and SP metadata, and verifies the IdP's Response in three stages:
@@ -10,7 +10,7 @@ AuthnRequests and SP metadata, and verifies the IdP's Response in three stages:
 2. the signatures (metadata keys only), decryption and schema: by pysaml2 with
    the `xmlsec1` backend; with the in-process backend natively, on the same
    lxml tree, without pysaml2 (`_verify_native`);
-3. one set of semantic checks (`assertions.check_facts`: Destination, Issuers,
+3. one set of semantic checks (`rules.check_facts`: Destination, Issuers,
    InResponseTo, Audience, times, bearer confirmation, AuthnStatement, and what
    pysaml2 enforced implicitly) on the facts read from what was verified.
 
@@ -54,32 +54,11 @@ from saml2.sigver import (
 )
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 
-from .assertions import MAX_RESPONSE_AGE_SECONDS as MAX_RESPONSE_AGE_SECONDS
-from .assertions import (
-    Confirmation,
-    EntityName,
-    Expectations,
-    Facts,
-    check_destination,
-    check_facts,
-    check_issue_instant,
-    facts_from_tree,
-    joined_text,
-    name_id_value,
-)
-from .assertions import VerifiedLogin as VerifiedLogin
-from .config import Settings
-from .crypto import (
-    CryptoBackendError,
-    XmlSecBackend,
-    in_schema_order,
-    validate_schema,
-)
-from .crypto import install as install_crypto
-from .errors import ConfigError, SAMLError
-from .metadata import IdPInfo
-from .routing import url_in
-from .saml.algorithms import (
+from ..config import Settings
+from ..errors import ConfigError, SAMLError
+from ..metadata import IdPInfo
+from ..routing import url_in
+from .algorithms import (
     BLOCK_CIPHERS,
     C14N_METHODS,
     ENVELOPED,
@@ -91,9 +70,30 @@ from .saml.algorithms import (
     digest_methods,
     signature_methods,
 )
-from .saml.xml import NS, XENC, UnsafeXML, text
-from .saml.xml import parse as parse_hardened
-from .xstime import saml_instant as saml_instant
+from .crypto import (
+    CryptoBackendError,
+    XmlSecBackend,
+    in_schema_order,
+    validate_schema,
+)
+from .crypto import install as install_crypto
+from .rules import MAX_RESPONSE_AGE_SECONDS as MAX_RESPONSE_AGE_SECONDS
+from .rules import (
+    Confirmation,
+    EntityName,
+    Expectations,
+    Facts,
+    check_destination,
+    check_facts,
+    check_issue_instant,
+    facts_from_tree,
+    joined_text,
+    name_id_value,
+)
+from .rules import VerifiedLogin as VerifiedLogin
+from .times import saml_instant as saml_instant
+from .xml import NS, XENC, UnsafeXML, text
+from .xml import parse as parse_hardened
 
 log = logging.getLogger("saml_middleware.protocol")
 
@@ -565,7 +565,7 @@ class ServiceProvider:
                         "assertion_consumer_service": [
                             (url, BINDING_HTTP_POST) for url in s.acs_urls
                         ],
-                        # Single Logout (slo.py, engine.sls): both bindings, one URL.
+                        # Single Logout (logout_messages.py, engine.sls): both bindings, one URL.
                         "single_logout_service": [
                             (s.endpoint_url("sls"), BINDING_HTTP_REDIRECT),
                             (s.endpoint_url("sls"), BINDING_HTTP_POST),
@@ -786,7 +786,7 @@ class ServiceProvider:
            `decryption_failed`); its signature verified on the very tree it is
            read from, its schema validated; the decrypted document's IDs,
            assertion count and signatures checked as the encrypted one's were.
-        3. `assertions.check_facts` on what was verified.
+        3. `rules.check_facts` on what was verified.
         """
         root = envelope.root if envelope.root is not None else parse_xml(envelope.xml)
         response_signed = root.find(_SIGNATURE_CHILD) is not None
@@ -1100,7 +1100,7 @@ def _attributes(assertion: saml.Assertion) -> dict[str, list[str]]:
 
 
 def _pysaml2_structured_value(value: Any) -> str:
-    """An AttributeValue with element content, as `assertions.attribute_value_text` reads it."""
+    """An AttributeValue with element content, as `rules.attribute_value_text` reads it."""
     children = value.extension_elements
     first = children[0]
     if len(children) == 1 and (first.namespace, first.tag) == (NS["saml"], "NameID"):

@@ -14,8 +14,8 @@ the SP side is done here (docs/security.md, Single Logout rows W7, W9, W10):
   document, a direct child of the message, verified by the strict in-process
   backend (crypto.py). Wrapped messages (a signed element smuggled inside an
   unsigned one) have a signature elsewhere and are refused.
-* Redirect messages are inflated with a hard cap (protocol.inflate).
-* Parsing is the hardened one of protocol.parse_xml (no DTD, UTF-8 only).
+* Redirect messages are inflated with a hard cap (sp.inflate).
+* Parsing is the hardened one of sp.parse_xml (no DTD, UTF-8 only).
 
 What a message *means* (which sessions end, whether InResponseTo is known) is
 the engine's business: this module only says what a message is and whether it
@@ -44,10 +44,8 @@ from saml2 import saml, samlp
 from saml2.s_utils import sid
 from saml2.sigver import SignatureError
 
-from .crypto import XmlSecBackend
-from .errors import SAMLError
-from .protocol import Outgoing, ServiceProvider, parse_xml, saml_instant
-from .saml.algorithms import (
+from ..errors import SAMLError
+from .algorithms import (
     ECDSA_SHA256,
     ECDSA_SHA384,
     ECDSA_SHA512,
@@ -57,7 +55,9 @@ from .saml.algorithms import (
     RSA_SHA512,
     SHA256,
 )
-from .saml.xml import NS, text
+from .crypto import XmlSecBackend
+from .sp import Outgoing, ServiceProvider, parse_xml, saml_instant
+from .xml import NS, text
 
 _SAMLP = NS["samlp"]
 _SAML = NS["saml"]

@@ -1,9 +1,9 @@
 """What a verified Response says, and the one set of checks run on it.
 
-Both verification paths of `protocol.ServiceProvider` end here:
+Both verification paths of `sp.ServiceProvider` end here:
 
 * the pysaml2 path (`xmlsec1` backend) reads a `Facts` from the objects
-  pysaml2 built and verified (`protocol.facts_from_pysaml2`);
+  pysaml2 built and verified (`sp.facts_from_pysaml2`);
 * the native path (in-process backend) reads it from the very lxml elements
   whose signatures `crypto.XmlSecBackend` verified (`facts_from_tree`).
 
@@ -32,10 +32,10 @@ from datetime import datetime
 
 from lxml import etree
 
-from .errors import SAMLError
-from .routing import url_in
-from .saml.xml import DS, SAML, XSI, text
-from .xstime import saml_instant
+from ..errors import SAMLError
+from ..routing import url_in
+from .times import saml_instant
+from .xml import DS, SAML, XSI, text
 
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 HOLDER_OF_KEY = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"

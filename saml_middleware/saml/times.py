@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from .errors import SAMLError
+from ..errors import SAMLError
 
 # Longer than any real instant ("2024-01-01T00:00:00.1234567+00:00" is 33): the
 # pattern never runs over an attacker's megabyte.
