@@ -26,7 +26,8 @@ from socketserver import ThreadingMixIn
 from typing import Any, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from saml_middleware.cli import demo_settings, loopback_host
+from saml_middleware.cli.demo import demo_settings
+from saml_middleware.cli.serving import loopback_host
 from saml_middleware.devidp import DevIdP, create_app
 from saml_middleware.engine import Engine
 

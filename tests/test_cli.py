@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from saml_middleware.cli import build_demo_app, main
+from saml_middleware.cli import main
+from saml_middleware.cli.demo import build_demo_app
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine
 from tests.helpers import settings_for, stop_process
@@ -357,7 +358,7 @@ async def test_demo_api_client_gets_401(demo_app):
 
 
 def test_demo_secret_is_fresh_per_app():
-    from saml_middleware.cli import demo_settings
+    from saml_middleware.cli.demo import demo_settings
 
     first = demo_settings(BASE, "<xml/>", ["/profile"])
     second = demo_settings(BASE, "<xml/>", ["/profile"])

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from saml_middleware.cli import _store_status, main
+from saml_middleware.cli import main
+from saml_middleware.cli.check import _store_status
 from saml_middleware.config import load_settings
 from saml_middleware.engine import Engine
 from tests.fixtures_metadata import entra_metadata
@@ -683,16 +684,16 @@ def test_store_status_reports_an_unreachable_shared_store():
 
 
 def test_keygen_leaves_no_key_without_its_certificate(tmp_path, capsys, monkeypatch):
-    from saml_middleware import cli
+    from saml_middleware.cli import keygen
 
-    real_write = cli._write_new
+    real_write = keygen._write_new
 
     def failing_write(path: Path, text: str, mode: int, force: bool) -> None:
         if path.name == "sp.crt":
             raise PermissionError(13, "Permission denied", str(path))
         real_write(path, text, mode, force)
 
-    monkeypatch.setattr(cli, "_write_new", failing_write)
+    monkeypatch.setattr(keygen, "_write_new", failing_write)
     status, _, err = run(["keygen", "--out-dir", str(tmp_path)], capsys)
     assert status == 1
     assert_one_line_error(err, "cannot write", "sp.crt", "Permission denied")

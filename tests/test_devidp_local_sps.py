@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from saml_middleware.cli import demo_settings
+from saml_middleware.cli.demo import demo_settings
 from saml_middleware.devidp import DevIdP, DevIdPError, create_app
 from saml_middleware.devidp import idp as idp_module
 from saml_middleware.devidp.local_sps import (

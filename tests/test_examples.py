@@ -1,7 +1,7 @@
 """The FastAPI, Flask and Django examples, driven in process through a full sign-in.
 
 Each example's `build(settings)` is served with the demo's settings
-(`saml_middleware.cli.demo_settings`) around the session's development IdP;
+(`saml_middleware.cli.demo.demo_settings`) around the session's development IdP;
 the commands in their docstrings are started for real in tests/e2e/.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from saml_middleware.claims import ENTRA_DISPLAY_NAME, ENTRA_EMAIL, ENTRA_ROLE
-from saml_middleware.cli import demo_settings
+from saml_middleware.cli.demo import demo_settings
 from saml_middleware.devidp import DevIdP, DevUser
 from tests.adapter_apps import client_for, idp_initiated, login
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "saml_middleware"
 # The ASGI adapter and FastAPI's dependencies; the CLI and the development IdP are apps.
-MAY_IMPORT_STARLETTE = {"asgi.py", "authz.py", "cli.py", "devidp"}
+MAY_IMPORT_STARLETTE = {"asgi.py", "authz.py", "cli", "devidp"}
 MAY_IMPORT_SAML2 = {"saml", "devidp"}
 
 
