@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from ..assertions import BEARER, audience_rule, destination_rule, recipient_rule
 from ..errors import SAMLError
 from ..identity import SAMLUser
 from ..keys import EXPIRY_WARNING_DAYS, certificate_standing, thumbprint
@@ -22,7 +23,6 @@ from ..protocol import (
     UNVERIFIABLE,
     saml_instant,
 )
-from ..routing import url_in
 from ..saml.algorithms import NAMES as ALGORITHM_NAMES
 from ..saml.algorithms import digest_methods, signature_methods
 from .observe import Observed, SignatureSeen
@@ -43,7 +43,6 @@ UNVERIFIABLE_TEXT = (
 
 PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"
 
-_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 _ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
 
 # Check name -> the title shown in the first column, in page order.
@@ -467,7 +466,7 @@ class _Context:
             else "Response InResponseTo: none (sign-in started at the IdP)."
         )
         inconsistent = obs.assertion_readable and any(
-            c.method == _BEARER and c.in_response_to not in (None, got) for c in obs.confirmations
+            c.method == BEARER and c.in_response_to not in (None, got) for c in obs.confirmations
         )
         if inconsistent:
             lines.append("The assertion's SubjectConfirmationData names another request.")
@@ -611,20 +610,24 @@ class _Context:
             lines.append("Certificate named in the signature: none (the configured one is used).")
         return Check("signed_elements", result, (*problems, *lines))
 
+    def _acs_urls(self) -> tuple[str, ...]:
+        return self.expected.acs_urls or (self.expected.acs_url,)
+
     def destination(self) -> Check:
         obs = self.observed
         want = self.expected.acs_url
         lines = [f"Expected: {shorten(want)}"]
         if obs is None or not obs.is_response:
             return self.refused_here("destination", lines) or self.not_reached("destination")
-        lines.append(f"Received: {shorten(obs.destination) if obs.destination else '(none)'}")
+        rule = destination_rule(self._acs_urls(), obs.destination, obs.response_signed)
+        lines.extend(f"Received: {shorten(got) if got else '(none)'}" for got in rule.received)
         refused = self.refused_here("destination", lines)
         if refused:
             return refused
-        if obs.destination is None and not obs.response_signed:
-            lines.append("An unsigned Response may leave it out: the Recipient is checked.")
-        elif not url_in(obs.destination, self.expected.acs_urls or (want,)):
+        if not rule.passed:
             return Check("destination", FAIL, ("The response is addressed elsewhere.", *lines))
+        if obs.destination is None:
+            lines.append("An unsigned Response may leave it out: the Recipient is checked.")
         return Check("destination", PASS, tuple(lines))
 
     def recipient(self) -> Check:
@@ -635,18 +638,17 @@ class _Context:
             return self.refused_here("recipient", lines) or blocked
         obs = self.observed
         assert obs is not None
-        bearer = [c for c in obs.confirmations if c.method == _BEARER]
-        others = [c for c in obs.confirmations if c.method != _BEARER]
-        for conf in bearer:
-            lines.append(f"Received: {shorten(conf.recipient) if conf.recipient else '(none)'}")
-        if not bearer:
+        rule = recipient_rule(self._acs_urls(), obs.confirmations)
+        lines.extend(f"Received: {shorten(got) if got else '(none)'}" for got in rule.received)
+        if not rule.received:
             lines.append("Received: no bearer SubjectConfirmation.")
-        for conf in others:
-            lines.append(f"Ignored confirmation method: {shorten(conf.method or '(none)')}")
+        for conf in obs.confirmations:
+            if conf.method != BEARER:
+                lines.append(f"Ignored confirmation method: {shorten(conf.method or '(none)')}")
         refused = self.refused_here("recipient", lines)
         if refused:
             return refused
-        if not any(url_in(c.recipient, self.expected.acs_urls or (want,)) for c in bearer):
+        if not rule.passed:
             return Check("recipient", FAIL, ("The assertion is meant for another address.", *lines))
         return Check("recipient", PASS, tuple(lines))
 
@@ -658,6 +660,7 @@ class _Context:
             return self.refused_here("audience", lines) or blocked
         obs = self.observed
         assert obs is not None
+        rule = audience_rule(want, obs.audiences)
         for restriction in obs.audiences:
             lines.append("Received: " + (", ".join(shorten(a) for a in restriction) or "(none)"))
         if not obs.audiences:
@@ -665,7 +668,7 @@ class _Context:
         refused = self.refused_here("audience", lines)
         if refused:
             return refused
-        if not obs.audiences or any(want not in r for r in obs.audiences):
+        if not rule.passed:
             return Check("audience", FAIL, ("The assertion is meant for another site.", *lines))
         return Check("audience", PASS, tuple(lines))
 
@@ -708,7 +711,7 @@ class _Context:
                     f"Expired {_seconds(self.now - not_after)} before the server's time."
                 )
             for conf in obs.confirmations:
-                if conf.method != _BEARER:
+                if conf.method != BEARER:
                     continue
                 scd = instant("SubjectConfirmationData NotOnOrAfter", conf.not_on_or_after)
                 if scd is not None and self.now - skew >= scd:
