@@ -360,14 +360,35 @@ def _typed_text(kind: str, text: str) -> str:
 # -- times ------------------------------------------------------------------------------
 
 
+# The time rules, each a yes/no on an instant (epoch seconds) against the server's
+# `now` with the allowed clock `skew`: the ACS raises on them, Test SSO's time row
+# explains them.
+
+
+def issued_in_future(instant: float, now: float, skew: int) -> bool:
+    return instant > now + skew
+
+
+def issued_too_long_ago(instant: float, now: float, skew: int) -> bool:
+    return instant < now - skew - MAX_RESPONSE_AGE_SECONDS
+
+
+def not_yet_valid(not_before: float, now: float, skew: int) -> bool:
+    return now + skew < not_before
+
+
+def has_expired(not_on_or_after: float, now: float, skew: int) -> bool:
+    return now - skew >= not_on_or_after
+
+
 def check_issue_instant(value: str | None, now: float, skew: int, what: str) -> None:
     """IssueInstant neither in the future nor older than MAX_RESPONSE_AGE_SECONDS (with skew)."""
     instant = saml_instant(value)
     if instant is None:
         raise SAMLError("malformed", f"The SAML {what} has no IssueInstant.", 400)
-    if instant > now + skew:
+    if issued_in_future(instant, now, skew):
         raise SAMLError("not_yet_valid", f"The SAML {what} was issued in the future.")
-    if instant < now - skew - MAX_RESPONSE_AGE_SECONDS:
+    if issued_too_long_ago(instant, now, skew):
         raise SAMLError("expired", f"The SAML {what} is too old.")
 
 
@@ -501,9 +522,9 @@ def check_facts(
     audience_rule(expect.sp_entity_id, facts.audience_restrictions).enforce()
     not_before = saml_instant(facts.not_before)
     not_on_or_after = saml_instant(facts.not_on_or_after)
-    if not_before is not None and now + skew < not_before:
+    if not_before is not None and not_yet_valid(not_before, now, skew):
         raise SAMLError("not_yet_valid", "The SAML assertion is not valid yet.")
-    if not_on_or_after is not None and now - skew >= not_on_or_after:
+    if not_on_or_after is not None and has_expired(not_on_or_after, now, skew):
         raise SAMLError("expired", "The SAML assertion has expired.")
     name_id = facts.name_id
     if name_id is None or not name_id.text:
@@ -515,7 +536,7 @@ def check_facts(
         raise SAMLError("invalid_response", "The SAML assertion has no authentication statement.")
     session_index, session_not_on_or_after = facts.authn_statements[0]
     session_end = saml_instant(session_not_on_or_after)
-    if session_end is not None and now - skew >= session_end:
+    if session_end is not None and has_expired(session_end, now, skew):
         raise SAMLError("expired", "The IdP session has already ended.")
     if not facts.assertion_id or not facts.response_id:
         raise SAMLError("invalid_response", "The SAML response is not valid.")
@@ -565,7 +586,7 @@ def _check_implicit(facts: Facts, expect: Expectations, now: float) -> None:
         if confirmation.address is not None and not _valid_address(confirmation.address):
             raise SAMLError("invalid_response", "The SAML assertion has an invalid address.")
         expiry = saml_instant(confirmation.not_on_or_after)
-        if expiry is not None and now - skew >= expiry:
+        if expiry is not None and has_expired(expiry, now, skew):
             raise SAMLError("expired", "The SAML assertion has expired.")
         if _recipient_missing(confirmation):
             raise SAMLError(
@@ -599,7 +620,7 @@ def _check_confirmation(
         if not _for_this_site(confirmation, expect.acs_urls):
             continue
         expiry = saml_instant(confirmation.not_on_or_after)
-        if expiry is None or now - skew >= expiry:
+        if expiry is None or has_expired(expiry, now, skew):
             code = "expired"
             problem = "The SAML assertion has expired."
             continue

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from ..assertions import BEARER, audience_rule, destination_rule, recipient_rule
+from ..assertions import (
+    BEARER,
+    audience_rule,
+    destination_rule,
+    has_expired,
+    issued_in_future,
+    issued_too_long_ago,
+    not_yet_valid,
+    recipient_rule,
+)
 from ..errors import SAMLError
 from ..identity import SAMLUser
 from ..keys import EXPIRY_WARNING_DAYS, certificate_standing, thumbprint
@@ -701,12 +710,12 @@ class _Context:
             )
             not_before = instant("Conditions NotBefore", obs.not_before)
             not_after = instant("Conditions NotOnOrAfter", obs.not_on_or_after)
-            if not_before is not None and self.now + skew < not_before:
+            if not_before is not None and not_yet_valid(not_before, self.now, skew):
                 problems.append(
                     f"Not valid yet: it starts {_seconds(not_before - self.now)} after the "
                     f"server's time (more than the allowed {skew} s)."
                 )
-            if not_after is not None and self.now - skew >= not_after:
+            if not_after is not None and has_expired(not_after, self.now, skew):
                 problems.append(
                     f"Expired {_seconds(self.now - not_after)} before the server's time."
                 )
@@ -714,7 +723,7 @@ class _Context:
                 if conf.method != BEARER:
                     continue
                 scd = instant("SubjectConfirmationData NotOnOrAfter", conf.not_on_or_after)
-                if scd is not None and self.now - skew >= scd:
+                if scd is not None and has_expired(scd, self.now, skew):
                     problems.append(
                         f"The confirmation expired {_seconds(self.now - scd)} before the "
                         "server's time."
@@ -722,12 +731,12 @@ class _Context:
         for what, stamp in stamps:
             if stamp is None:
                 continue
-            if stamp > self.now + skew:
+            if issued_in_future(stamp, self.now, skew):
                 problems.append(
                     f"The {what} was issued {_seconds(stamp - self.now)} in the future "
                     f"(more than the allowed {skew} s)."
                 )
-            elif stamp < self.now - skew - MAX_RESPONSE_AGE_SECONDS:
+            elif issued_too_long_ago(stamp, self.now, skew):
                 problems.append(
                     f"The {what} was issued {_seconds(self.now - stamp)} ago "
                     f"(at most {MAX_RESPONSE_AGE_SECONDS} s is accepted)."
