@@ -293,6 +293,59 @@ def test_wrong_reply_url_fails_destination_and_recipient_at_once(
     )
 
 
+def _received_expected(outcome: Outcome, name: str) -> list[str]:
+    return [
+        line
+        for line in outcome.report.check(name).detail  # type: ignore[union-attr]
+        if line.startswith(("Expected:", "Received:"))
+    ]
+
+
+def _recipient_on_the_other_slash_variant(root: etree._Element) -> None:
+    forge.set_recipient(root, ACS.rstrip("/"))
+
+
+def _second_bearer_naming_no_recipient(root: etree._Element) -> None:
+    confirmation = forge.subject_confirmation(root)
+    second = etree.fromstring(etree.tostring(confirmation))
+    del second[0].attrib["Recipient"]
+    confirmation.addnext(second)
+
+
+@pytest.mark.parametrize(
+    "change", [_recipient_on_the_other_slash_variant, _second_bearer_naming_no_recipient]
+)
+def test_the_page_and_the_acs_cannot_disagree_on_the_recipient(
+    sp: Sp,
+    idp_keys: KeyPair,
+    mint: Callable[..., etree._Element],
+    change: Callable[[etree._Element], None],
+) -> None:
+    """The Recipient row is the ACS's own rule (`assertions.recipient_rule`), rendered.
+
+    Signed by the IdP, the ACS refuses `wrong_recipient`. Signed by another key,
+    the pipeline stops at the signature and the page judges the Recipient by
+    itself: it must fail too, with the same Expected/Received lines. (A second
+    bearer confirmation naming no Recipient passed on the page before, while the
+    ACS refused it.)
+    """
+    genuine, foreign = mint(), mint()
+    for root, keys in ((genuine, idp_keys), (foreign, KeyPair.generate("attacker"))):
+        change(root)
+        forge.resign(root, keys)
+
+    refused = diagnose(sp, genuine)
+    assert refused.error is not None and refused.error.code == "wrong_recipient"
+    assert refused.result("recipient") == "fail"
+    judged = diagnose(sp, foreign)
+    assert judged.error is not None and judged.error.code in UNVERIFIABLE
+    assert judged.result("recipient") == "fail"
+    assert "The assertion is meant for another address." in judged.detail("recipient")
+    assert _received_expected(judged, "recipient") == _received_expected(refused, "recipient")
+    assert _received_expected(refused, "recipient")[0] == f"Expected: {ACS}"
+    assert judged.result("destination") == "pass" and judged.result("audience") == "pass"
+
+
 def test_expired_answer_shows_the_clock_difference(
     sp: Sp, mint: Callable[..., etree._Element]
 ) -> None:
