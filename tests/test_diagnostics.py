@@ -26,6 +26,7 @@ import pytest
 from lxml import etree
 
 from saml_middleware import diagnostics
+from saml_middleware.assertions import recipient_rule
 from saml_middleware.config import Settings
 from saml_middleware.devidp import DevIdP
 from saml_middleware.diagnostics import (
@@ -342,7 +343,14 @@ def test_the_page_and_the_acs_cannot_disagree_on_the_recipient(
     assert judged.result("recipient") == "fail"
     assert "The assertion is meant for another address." in judged.detail("recipient")
     assert _received_expected(judged, "recipient") == _received_expected(refused, "recipient")
-    assert _received_expected(refused, "recipient")[0] == f"Expected: {ACS}"
+    observed = observe_response(etree.tostring(foreign))
+    assert observed is not None
+    rule = recipient_rule(sp.settings.acs_urls, observed.confirmations)
+    assert rule.refusal is not None and rule.refusal.code == "wrong_recipient"
+    assert _received_expected(judged, "recipient") == [
+        f"Expected: {rule.expected[0]}",
+        *(f"Received: {got or '(none)'}" for got in rule.received),
+    ]
     assert judged.result("destination") == "pass" and judged.result("audience") == "pass"
 
 
