@@ -41,6 +41,7 @@ from saml_middleware.diagnostics import (
 from saml_middleware.engine import Engine
 from saml_middleware.errors import SAMLError
 from saml_middleware.identity import role_values
+from saml_middleware.saml.rules import recipient_rule
 from saml_middleware.saml.sp import UNVERIFIABLE
 from tests import forge
 from tests.forge import SAMLP, KeyPair
@@ -291,6 +292,66 @@ def test_wrong_reply_url_fails_destination_and_recipient_at_once(
         f"Basic SAML Configuration > Reply URL (Assertion Consumer Service URL) must be {ACS}"
         in (fix)
     )
+
+
+def _received_expected(outcome: Outcome, name: str) -> list[str]:
+    return [
+        line
+        for line in outcome.report.check(name).detail  # type: ignore[union-attr]
+        if line.startswith(("Expected:", "Received:"))
+    ]
+
+
+def _recipient_on_the_other_slash_variant(root: etree._Element) -> None:
+    forge.set_recipient(root, ACS.rstrip("/"))
+
+
+def _second_bearer_naming_no_recipient(root: etree._Element) -> None:
+    confirmation = forge.subject_confirmation(root)
+    second = etree.fromstring(etree.tostring(confirmation))
+    del second[0].attrib["Recipient"]
+    confirmation.addnext(second)
+
+
+@pytest.mark.parametrize(
+    "change", [_recipient_on_the_other_slash_variant, _second_bearer_naming_no_recipient]
+)
+def test_the_page_and_the_acs_cannot_disagree_on_the_recipient(
+    sp: Sp,
+    idp_keys: KeyPair,
+    mint: Callable[..., etree._Element],
+    change: Callable[[etree._Element], None],
+) -> None:
+    """The Recipient row is the ACS's own rule (`saml.rules.recipient_rule`), rendered.
+
+    Signed by the IdP, the ACS refuses `wrong_recipient`. Signed by another key,
+    the pipeline stops at the signature and the page judges the Recipient by
+    itself: it must fail too, with the same Expected/Received lines. (A second
+    bearer confirmation naming no Recipient passed on the page before, while the
+    ACS refused it.)
+    """
+    genuine, foreign = mint(), mint()
+    for root, keys in ((genuine, idp_keys), (foreign, KeyPair.generate("attacker"))):
+        change(root)
+        forge.resign(root, keys)
+
+    refused = diagnose(sp, genuine)
+    assert refused.error is not None and refused.error.code == "wrong_recipient"
+    assert refused.result("recipient") == "fail"
+    judged = diagnose(sp, foreign)
+    assert judged.error is not None and judged.error.code in UNVERIFIABLE
+    assert judged.result("recipient") == "fail"
+    assert "The assertion is meant for another address." in judged.detail("recipient")
+    assert _received_expected(judged, "recipient") == _received_expected(refused, "recipient")
+    observed = observe_response(etree.tostring(foreign))
+    assert observed is not None
+    rule = recipient_rule(sp.settings.acs_urls, observed.confirmations)
+    assert rule.refusal is not None and rule.refusal.code == "wrong_recipient"
+    assert _received_expected(judged, "recipient") == [
+        f"Expected: {rule.expected[0]}",
+        *(f"Received: {got or '(none)'}" for got in rule.received),
+    ]
+    assert judged.result("destination") == "pass" and judged.result("audience") == "pass"
 
 
 def test_expired_answer_shows_the_clock_difference(

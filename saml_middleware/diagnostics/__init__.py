@@ -24,7 +24,8 @@ No framework and no pysaml2 here: lxml (through `saml.sp.parse_xml`) and the
 `cryptography` package for certificate names and thumbprints.
 """
 
-from .observe import Confirmation, Observed, SignatureSeen, observe_response
+from ..saml.rules import Confirmation
+from .observe import Observed, SignatureSeen, observe_response
 from .page import render_report
 from .report import (
     CHECK_TITLES,

@@ -1,20 +1,20 @@
 """What an IdP's Response says, read with the hardened parser and not trusted:
 the values Test SSO compares with what this SP expects.
+
+The facts are read by the ACS's own reader (`saml.rules.facts_from_tree`), into
+its dataclasses; only what just the page shows (the status, the signatures'
+algorithms and certificates) is read here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from ..saml.rules import Confirmation, EntityName, facts_from_tree
 from ..saml.sp import parse_xml
 from ..saml.xml import NS, text
-
-if TYPE_CHECKING:
-    pass
-
 
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 _RESPONSE = f"{{{NS['samlp']}}}Response"
@@ -32,16 +32,6 @@ class SignatureSeen:
     algorithm: str | None
     digest: str | None
     certificate: str | None  # Base64 DER from KeyInfo; only ever compared, never trusted
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """One SubjectConfirmation (method and its data)."""
-
-    method: str | None
-    recipient: str | None
-    not_on_or_after: str | None
-    in_response_to: str | None
 
 
 @dataclass(frozen=True)
@@ -111,7 +101,6 @@ def observe_response(xml: bytes) -> Observed | None:
 def _observe(root: etree._Element) -> Observed:
     if root.tag != _RESPONSE:
         return Observed(is_response=False)
-    issuer = root.find("saml:Issuer", NS)
     status = root.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
     codes = (
         tuple(str(n.get("Value") or "") for n in status[0].iter(f"{{{NS['samlp']}}}StatusCode"))
@@ -120,66 +109,47 @@ def _observe(root: etree._Element) -> Observed:
     )
     message = root.find("samlp:Status/samlp:StatusMessage", NS)
     assertions = root.xpath("saml:Assertion | saml:EncryptedAssertion", namespaces=NS)
+    assertion = assertions[0] if assertions and assertions[0].tag == _ASSERTION else None
     signatures = [_signature(s, "Response") for s in root.xpath("ds:Signature", namespaces=NS)]
-    fields: dict[str, object] = {}
-    if assertions and assertions[0].tag == _ASSERTION:
-        fields = _observe_assertion(assertions[0])
+    if assertion is not None:
         signatures += [
-            _signature(s, "Assertion") for s in assertions[0].xpath("ds:Signature", namespaces=NS)
+            _signature(s, "Assertion") for s in assertion.xpath("ds:Signature", namespaces=NS)
         ]
+    # Signed here means "carries a signature": nothing on this page is verified.
+    facts = facts_from_tree(
+        root,
+        assertion,
+        response_signed=any(s.element == "Response" for s in signatures),
+        assertion_signed=any(s.element == "Assertion" for s in signatures),
+        read_attributes=False,
+    )
+    issuer = facts.response_issuer or EntityName(None)
+    assertion_issuer = facts.assertion_issuer or EntityName(None)
+    name_id = facts.name_id
     return Observed(
         is_response=True,
-        destination=root.get("Destination"),
-        issuer=text(issuer),
-        issuer_format=issuer.get("Format") if issuer is not None else None,
-        in_response_to=root.get("InResponseTo"),
-        issue_instant=root.get("IssueInstant"),
+        destination=facts.destination,
+        issuer=issuer.text,
+        issuer_format=issuer.format,
+        in_response_to=facts.response_in_response_to,
+        issue_instant=facts.response_issue_instant,
         status_codes=codes,
         status_message=text(message),
         assertion_count=len(assertions),
-        encrypted=bool(assertions) and assertions[0].tag != _ASSERTION,
-        response_signed=any(s.element == "Response" for s in signatures),
-        assertion_signed=any(s.element == "Assertion" for s in signatures),
+        encrypted=bool(assertions) and assertion is None,
+        assertion_issuer=assertion_issuer.text,
+        assertion_issuer_format=assertion_issuer.format,
+        assertion_issue_instant=facts.assertion_issue_instant,
+        audiences=facts.audience_restrictions,
+        has_conditions=facts.has_conditions,
+        not_before=facts.not_before,
+        not_on_or_after=facts.not_on_or_after,
+        confirmations=facts.confirmations,
+        name_id_present=bool((name_id is not None and name_id.text) or facts.encrypted_id),
+        name_id_format=(
+            name_id.format if name_id is not None else ("encrypted" if facts.encrypted_id else None)
+        ),
+        response_signed=facts.response_signed,
+        assertion_signed=facts.assertion_signed,
         signatures=tuple(signatures),
-        **fields,  # type: ignore[arg-type]
     )
-
-
-def _observe_assertion(assertion: etree._Element) -> dict[str, object]:
-    issuer = assertion.find("saml:Issuer", NS)
-    conditions = assertion.find("saml:Conditions", NS)
-    name_id = assertion.find("saml:Subject/saml:NameID", NS)
-    encrypted_id = assertion.find("saml:Subject/saml:EncryptedID", NS)
-    confirmations = []
-    for node in assertion.xpath("saml:Subject/saml:SubjectConfirmation", namespaces=NS):
-        data = node.find("saml:SubjectConfirmationData", NS)
-        get = data.get if data is not None else (lambda _name: None)
-        confirmations.append(
-            Confirmation(
-                node.get("Method"), get("Recipient"), get("NotOnOrAfter"), get("InResponseTo")
-            )
-        )
-    audiences: tuple[tuple[str, ...], ...] = ()
-    if conditions is not None:
-        audiences = tuple(
-            tuple(text(a) or "" for a in r.xpath("saml:Audience", namespaces=NS))
-            for r in conditions.xpath("saml:AudienceRestriction", namespaces=NS)
-        )
-    return {
-        "assertion_issuer": text(issuer),
-        "assertion_issuer_format": issuer.get("Format") if issuer is not None else None,
-        "assertion_issue_instant": assertion.get("IssueInstant"),
-        "audiences": audiences,
-        "has_conditions": conditions is not None,
-        "not_before": conditions.get("NotBefore") if conditions is not None else None,
-        "not_on_or_after": conditions.get("NotOnOrAfter") if conditions is not None else None,
-        "confirmations": tuple(confirmations),
-        "name_id_present": bool(
-            (name_id is not None and text(name_id)) or encrypted_id is not None
-        ),
-        "name_id_format": (
-            name_id.get("Format")
-            if name_id is not None
-            else ("encrypted" if encrypted_id is not None else None)
-        ),
-    }

@@ -21,7 +21,7 @@ from ..errors import SAMLError
 from ..saml.sp import saml_instant
 from .observe import Observed
 from .report import (
-    _BEARER,
+    BEARER,
     FAIL,
     WARN,
     Check,
@@ -258,7 +258,7 @@ def _expected_received(
         expected = exp.acs_url
         if readable and obs is not None:
             received = _joined(
-                [c.recipient or "(none)" for c in obs.confirmations if c.method == _BEARER]
+                [c.recipient or "(none)" for c in obs.confirmations if c.method == BEARER]
             )
     elif name == "audience":
         expected = exp.sp_entity_id

@@ -17,9 +17,18 @@ from cryptography import x509
 from ..errors import SAMLError
 from ..identity import SAMLUser
 from ..keys import EXPIRY_WARNING_DAYS, certificate_standing, thumbprint
-from ..routing import url_in
 from ..saml.algorithms import NAMES as ALGORITHM_NAMES
 from ..saml.algorithms import digest_methods, signature_methods
+from ..saml.rules import (
+    BEARER,
+    audience_rule,
+    destination_rule,
+    has_expired,
+    issued_in_future,
+    issued_too_long_ago,
+    not_yet_valid,
+    recipient_rule,
+)
 from ..saml.sp import (
     MAX_RESPONSE_AGE_SECONDS,
     UNVERIFIABLE,
@@ -43,7 +52,6 @@ UNVERIFIABLE_TEXT = (
 
 PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"
 
-_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 _ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
 
 # Check name -> the title shown in the first column, in page order.
@@ -467,7 +475,7 @@ class _Context:
             else "Response InResponseTo: none (sign-in started at the IdP)."
         )
         inconsistent = obs.assertion_readable and any(
-            c.method == _BEARER and c.in_response_to not in (None, got) for c in obs.confirmations
+            c.method == BEARER and c.in_response_to not in (None, got) for c in obs.confirmations
         )
         if inconsistent:
             lines.append("The assertion's SubjectConfirmationData names another request.")
@@ -611,20 +619,24 @@ class _Context:
             lines.append("Certificate named in the signature: none (the configured one is used).")
         return Check("signed_elements", result, (*problems, *lines))
 
+    def _acs_urls(self) -> tuple[str, ...]:
+        return self.expected.acs_urls or (self.expected.acs_url,)
+
     def destination(self) -> Check:
         obs = self.observed
         want = self.expected.acs_url
         lines = [f"Expected: {shorten(want)}"]
         if obs is None or not obs.is_response:
             return self.refused_here("destination", lines) or self.not_reached("destination")
-        lines.append(f"Received: {shorten(obs.destination) if obs.destination else '(none)'}")
+        rule = destination_rule(self._acs_urls(), obs.destination, obs.response_signed)
+        lines.extend(f"Received: {shorten(got) if got else '(none)'}" for got in rule.received)
         refused = self.refused_here("destination", lines)
         if refused:
             return refused
-        if obs.destination is None and not obs.response_signed:
-            lines.append("An unsigned Response may leave it out: the Recipient is checked.")
-        elif not url_in(obs.destination, self.expected.acs_urls or (want,)):
+        if not rule.passed:
             return Check("destination", FAIL, ("The response is addressed elsewhere.", *lines))
+        if obs.destination is None:
+            lines.append("An unsigned Response may leave it out: the Recipient is checked.")
         return Check("destination", PASS, tuple(lines))
 
     def recipient(self) -> Check:
@@ -635,18 +647,17 @@ class _Context:
             return self.refused_here("recipient", lines) or blocked
         obs = self.observed
         assert obs is not None
-        bearer = [c for c in obs.confirmations if c.method == _BEARER]
-        others = [c for c in obs.confirmations if c.method != _BEARER]
-        for conf in bearer:
-            lines.append(f"Received: {shorten(conf.recipient) if conf.recipient else '(none)'}")
-        if not bearer:
+        rule = recipient_rule(self._acs_urls(), obs.confirmations)
+        lines.extend(f"Received: {shorten(got) if got else '(none)'}" for got in rule.received)
+        if not rule.received:
             lines.append("Received: no bearer SubjectConfirmation.")
-        for conf in others:
-            lines.append(f"Ignored confirmation method: {shorten(conf.method or '(none)')}")
+        for conf in obs.confirmations:
+            if conf.method != BEARER:
+                lines.append(f"Ignored confirmation method: {shorten(conf.method or '(none)')}")
         refused = self.refused_here("recipient", lines)
         if refused:
             return refused
-        if not any(url_in(c.recipient, self.expected.acs_urls or (want,)) for c in bearer):
+        if not rule.passed:
             return Check("recipient", FAIL, ("The assertion is meant for another address.", *lines))
         return Check("recipient", PASS, tuple(lines))
 
@@ -658,6 +669,7 @@ class _Context:
             return self.refused_here("audience", lines) or blocked
         obs = self.observed
         assert obs is not None
+        rule = audience_rule(want, obs.audiences)
         for restriction in obs.audiences:
             lines.append("Received: " + (", ".join(shorten(a) for a in restriction) or "(none)"))
         if not obs.audiences:
@@ -665,7 +677,7 @@ class _Context:
         refused = self.refused_here("audience", lines)
         if refused:
             return refused
-        if not obs.audiences or any(want not in r for r in obs.audiences):
+        if not rule.passed:
             return Check("audience", FAIL, ("The assertion is meant for another site.", *lines))
         return Check("audience", PASS, tuple(lines))
 
@@ -698,20 +710,20 @@ class _Context:
             )
             not_before = instant("Conditions NotBefore", obs.not_before)
             not_after = instant("Conditions NotOnOrAfter", obs.not_on_or_after)
-            if not_before is not None and self.now + skew < not_before:
+            if not_before is not None and not_yet_valid(not_before, self.now, skew):
                 problems.append(
                     f"Not valid yet: it starts {_seconds(not_before - self.now)} after the "
                     f"server's time (more than the allowed {skew} s)."
                 )
-            if not_after is not None and self.now - skew >= not_after:
+            if not_after is not None and has_expired(not_after, self.now, skew):
                 problems.append(
                     f"Expired {_seconds(self.now - not_after)} before the server's time."
                 )
             for conf in obs.confirmations:
-                if conf.method != _BEARER:
+                if conf.method != BEARER:
                     continue
                 scd = instant("SubjectConfirmationData NotOnOrAfter", conf.not_on_or_after)
-                if scd is not None and self.now - skew >= scd:
+                if scd is not None and has_expired(scd, self.now, skew):
                     problems.append(
                         f"The confirmation expired {_seconds(self.now - scd)} before the "
                         "server's time."
@@ -719,12 +731,12 @@ class _Context:
         for what, stamp in stamps:
             if stamp is None:
                 continue
-            if stamp > self.now + skew:
+            if issued_in_future(stamp, self.now, skew):
                 problems.append(
                     f"The {what} was issued {_seconds(stamp - self.now)} in the future "
                     f"(more than the allowed {skew} s)."
                 )
-            elif stamp < self.now - skew - MAX_RESPONSE_AGE_SECONDS:
+            elif issued_too_long_ago(stamp, self.now, skew):
                 problems.append(
                     f"The {what} was issued {_seconds(self.now - stamp)} ago "
                     f"(at most {MAX_RESPONSE_AGE_SECONDS} s is accepted)."

@@ -51,6 +51,7 @@ def _q(ns: str, local: str) -> str:
     return f"{{{ns}}}{local}"
 
 
+_ASSERTION = _q(SAML, "Assertion")
 _ISSUER = _q(SAML, "Issuer")
 _SIGNATURE = _q(DS, "Signature")
 _SUBJECT = _q(SAML, "Subject")
@@ -177,16 +178,23 @@ def _entity_name(node: etree._Element | None) -> EntityName | None:
 
 def facts_from_tree(
     response: etree._Element,
-    assertion: etree._Element,
+    assertion: etree._Element | None,
     *,
     response_signed: bool,
     assertion_signed: bool,
+    read_attributes: bool = True,
 ) -> Facts:
     """The facts of `response` and its one top-level `assertion` (already schema-valid).
 
+    The one reader of a Response: the native path reads the verified tree with
+    it, Test SSO (`diagnostics.observe`) the unverified one, with no
+    `assertion` when none is readable and without the attributes (which refuse
+    a malformed value; the page shows them from the login's result instead).
     Only direct children are read, by exact namespace and name: nothing inside
     Advice, Extensions or a foreign element is ever looked at.
     """
+    if assertion is None:
+        assertion = etree.Element(_ASSERTION)  # no assertion: every assertion fact is empty
     subject = assertion.find(_SUBJECT)
     name_id = None if subject is None else subject.find(_NAME_ID)
     confirmations = []
@@ -240,7 +248,7 @@ def facts_from_tree(
         audience_restrictions=tuple(restrictions),
         other_conditions=other_conditions,
         authn_statements=statements,
-        attributes=_tree_attributes(assertion),
+        attributes=_tree_attributes(assertion) if read_attributes else (),
     )
 
 
@@ -352,14 +360,35 @@ def _typed_text(kind: str, text: str) -> str:
 # -- times ------------------------------------------------------------------------------
 
 
+# The time rules, each a yes/no on an instant (epoch seconds) against the server's
+# `now` with the allowed clock `skew`: the ACS raises on them, Test SSO's time row
+# explains them.
+
+
+def issued_in_future(instant: float, now: float, skew: int) -> bool:
+    return instant > now + skew
+
+
+def issued_too_long_ago(instant: float, now: float, skew: int) -> bool:
+    return instant < now - skew - MAX_RESPONSE_AGE_SECONDS
+
+
+def not_yet_valid(not_before: float, now: float, skew: int) -> bool:
+    return now + skew < not_before
+
+
+def has_expired(not_on_or_after: float, now: float, skew: int) -> bool:
+    return now - skew >= not_on_or_after
+
+
 def check_issue_instant(value: str | None, now: float, skew: int, what: str) -> None:
     """IssueInstant neither in the future nor older than MAX_RESPONSE_AGE_SECONDS (with skew)."""
     instant = saml_instant(value)
     if instant is None:
         raise SAMLError("malformed", f"The SAML {what} has no IssueInstant.", 400)
-    if instant > now + skew:
+    if issued_in_future(instant, now, skew):
         raise SAMLError("not_yet_valid", f"The SAML {what} was issued in the future.")
-    if instant < now - skew - MAX_RESPONSE_AGE_SECONDS:
+    if issued_too_long_ago(instant, now, skew):
         raise SAMLError("expired", f"The SAML {what} is too old.")
 
 
@@ -374,19 +403,91 @@ def check_signed(expect: Expectations, response_signed: bool, assertion_signed: 
         raise SAMLError("signature_required", "The SAML response is not signed as required.")
 
 
-def check_destination(expect: Expectations, destination: str | None, response_signed: bool) -> None:
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's verdict: what it expected, what it received, and the refusal if it failed.
+
+    `check_facts` raises the refusal; Test SSO renders the same result as its
+    row, so the page and the ACS cannot disagree on the rule.
+    """
+
+    expected: tuple[str, ...]
+    received: tuple[str | None, ...]
+    refusal: SAMLError | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.refusal is None
+
+    def enforce(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+
+
+def destination_rule(
+    acs_urls: tuple[str, ...], destination: str | None, response_signed: bool
+) -> RuleResult:
     """Destination is one of our ACS URLs (`routing.url_in`: RFC 3986 normalisation only).
 
     SAML profiles 4.1.4.5: required when the Response is signed. An unsigned
     Response may leave it out: its signed assertion's bearer Recipient, checked
-    against the same URLs (`_check_confirmation`), then says where it was meant to go.
+    against the same URLs (`recipient_rule`), then says where it was meant to go.
     """
-    if destination is None and not response_signed:
-        return
-    if not url_in(destination, expect.acs_urls):
-        raise SAMLError(
+    refusal = None
+    if (destination is not None or response_signed) and not url_in(destination, acs_urls):
+        refusal = SAMLError(
             "wrong_destination", "The SAML response was sent to another address than this site's."
         )
+    return RuleResult(acs_urls, (destination,), refusal)
+
+
+def check_destination(expect: Expectations, destination: str | None, response_signed: bool) -> None:
+    """`destination_rule`, enforced."""
+    destination_rule(expect.acs_urls, destination, response_signed).enforce()
+
+
+def _recipient_missing(confirmation: Confirmation) -> bool:
+    """A bearer confirmation with data but no Recipient: pysaml2 refuses the assertion."""
+    return confirmation.method == BEARER and confirmation.has_data and not confirmation.recipient
+
+
+def _for_this_site(confirmation: Confirmation, acs_urls: tuple[str, ...]) -> bool:
+    """A bearer confirmation whose Recipient is one of our ACS URLs."""
+    return (
+        confirmation.method == BEARER
+        and confirmation.has_data
+        and url_in(confirmation.recipient, acs_urls)
+    )
+
+
+def recipient_rule(
+    acs_urls: tuple[str, ...], confirmations: tuple[Confirmation, ...]
+) -> RuleResult:
+    """A bearer confirmation names one of our ACS URLs, and none names no one.
+
+    `check_facts` applies both halves where the pysaml2 path does
+    (`_check_implicit`, `_check_confirmation`), so the codes stay the ones it gives.
+    """
+    received = tuple(c.recipient for c in confirmations if c.method == BEARER)
+    refusal = None
+    if any(_recipient_missing(c) for c in confirmations) or not any(
+        _for_this_site(c, acs_urls) for c in confirmations
+    ):
+        refusal = SAMLError(
+            "wrong_recipient", "The SAML assertion has no valid bearer confirmation for this site."
+        )
+    return RuleResult(acs_urls, received, refusal)
+
+
+def audience_rule(sp_entity_id: str, restrictions: tuple[tuple[str, ...], ...]) -> RuleResult:
+    """Every AudienceRestriction names this SP, and there is at least one."""
+    received = tuple(", ".join(r) for r in restrictions)
+    refusal = None
+    if not restrictions:
+        refusal = SAMLError("wrong_audience", "The SAML assertion names no audience.")
+    elif any(sp_entity_id not in audiences for audiences in restrictions):
+        refusal = SAMLError("wrong_audience", "The SAML assertion is meant for another site.")
+    return RuleResult((sp_entity_id,), received, refusal)
 
 
 def is_idp(expect: Expectations, issuer: EntityName) -> bool:
@@ -418,16 +519,12 @@ def check_facts(
         raise SAMLError("wrong_issuer", "The SAML assertion comes from an unexpected issuer.")
     if facts.response_in_response_to != in_response_to:
         raise SAMLError("wrong_in_response_to", "The SAML response is inconsistent.")
-    if not facts.audience_restrictions:
-        raise SAMLError("wrong_audience", "The SAML assertion names no audience.")
-    for audiences in facts.audience_restrictions:
-        if expect.sp_entity_id not in audiences:
-            raise SAMLError("wrong_audience", "The SAML assertion is meant for another site.")
+    audience_rule(expect.sp_entity_id, facts.audience_restrictions).enforce()
     not_before = saml_instant(facts.not_before)
     not_on_or_after = saml_instant(facts.not_on_or_after)
-    if not_before is not None and now + skew < not_before:
+    if not_before is not None and not_yet_valid(not_before, now, skew):
         raise SAMLError("not_yet_valid", "The SAML assertion is not valid yet.")
-    if not_on_or_after is not None and now - skew >= not_on_or_after:
+    if not_on_or_after is not None and has_expired(not_on_or_after, now, skew):
         raise SAMLError("expired", "The SAML assertion has expired.")
     name_id = facts.name_id
     if name_id is None or not name_id.text:
@@ -439,7 +536,7 @@ def check_facts(
         raise SAMLError("invalid_response", "The SAML assertion has no authentication statement.")
     session_index, session_not_on_or_after = facts.authn_statements[0]
     session_end = saml_instant(session_not_on_or_after)
-    if session_end is not None and now - skew >= session_end:
+    if session_end is not None and has_expired(session_end, now, skew):
         raise SAMLError("expired", "The IdP session has already ended.")
     if not facts.assertion_id or not facts.response_id:
         raise SAMLError("invalid_response", "The SAML response is not valid.")
@@ -489,9 +586,9 @@ def _check_implicit(facts: Facts, expect: Expectations, now: float) -> None:
         if confirmation.address is not None and not _valid_address(confirmation.address):
             raise SAMLError("invalid_response", "The SAML assertion has an invalid address.")
         expiry = saml_instant(confirmation.not_on_or_after)
-        if expiry is not None and now - skew >= expiry:
+        if expiry is not None and has_expired(expiry, now, skew):
             raise SAMLError("expired", "The SAML assertion has expired.")
-        if not confirmation.recipient:
+        if _recipient_missing(confirmation):
             raise SAMLError(
                 "wrong_recipient",
                 "The SAML assertion has no valid bearer confirmation for this site.",
@@ -520,10 +617,10 @@ def _check_confirmation(
         if confirmation.method != BEARER:
             code = "wrong_confirmation"
             continue
-        if not confirmation.has_data or not url_in(confirmation.recipient, expect.acs_urls):
+        if not _for_this_site(confirmation, expect.acs_urls):
             continue
         expiry = saml_instant(confirmation.not_on_or_after)
-        if expiry is None or now - skew >= expiry:
+        if expiry is None or has_expired(expiry, now, skew):
             code = "expired"
             problem = "The SAML assertion has expired."
             continue

@@ -996,7 +996,12 @@ def _check_decrypted_tree(root: etree._Element, *, reject_sha1: bool) -> None:
 
 
 def facts_from_pysaml2(response: Any, assertion: Any) -> Facts:
-    """The facts of pysaml2's verified objects (`saml2.samlp.Response`, `saml2.saml.Assertion`)."""
+    """The facts of pysaml2's verified objects (`saml2.samlp.Response`, `saml2.saml.Assertion`).
+
+    The pysaml2 path's adapter into the one `Facts` type, not a second reader of
+    the XML: that path reads pysaml2's objects by design, because they are what
+    pysaml2 verified (and decrypted); `check_facts` then applies the same rules.
+    """
     subject = assertion.subject
     name_id = subject.name_id if subject is not None else None
     conditions = assertion.conditions
