@@ -192,8 +192,6 @@ class Engine:
         self._canonical_protect = tuple(canonical_path(p) for p in paths.protect)
         self._canonical_exempt = tuple(canonical_path(p) for p in paths.exempt)
 
-    error_response = staticmethod(error_response)
-
     @property
     def metadata(self) -> IdPMetadata:
         """The app's own IdP description (the top-level `idp`)."""

@@ -23,6 +23,7 @@ from lxml import etree
 from saml_middleware.devidp import DevIdP
 from saml_middleware.engine import Engine, PassThrough, Response
 from saml_middleware.errors import SAMLError
+from saml_middleware.http import error_response
 from saml_middleware.saml.sp import UNVERIFIABLE, UNVERIFIABLE_CODE
 from tests import forge
 from tests.forge import KeyPair
@@ -160,7 +161,7 @@ class Acs:
 
 def unverifiable_body(engine: Engine) -> bytes:
     """The one page every signature, key, algorithm or decryption refusal shows."""
-    reply = engine.error_response(
+    reply = error_response(
         SAMLError("invalid_signature", "x"), request("POST", "/saml/acs/", headers={})
     )
     return reply.body
