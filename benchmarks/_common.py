@@ -52,8 +52,8 @@ def settings(idp: DevIdP, **security: Any) -> dict[str, Any]:
 
 def service_provider(engine: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """The engine's `saml.sp.ServiceProvider` for its top-level IdP."""
-    realm = getattr(engine, "realm", None)
-    source = realm if realm is not None else engine  # engines before organizations
+    # `tenant` now; `realm` and the engine itself in older checkouts (for before/after runs).
+    source = getattr(engine, "tenant", None) or getattr(engine, "realm", None) or engine
     return loop.run_until_complete(source.service_provider())
 
 

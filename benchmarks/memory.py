@@ -75,8 +75,8 @@ class Minter:
 
 
 def store_entries(engine: Engine) -> str:
-    cache = getattr(engine.store, "_cache", None)
-    return str(len(cache)) if cache is not None else "?"
+    sizes = getattr(engine.store, "sizes", None)  # the memory store: entries per kind
+    return str(sum(sizes().values())) if sizes is not None else "?"
 
 
 def main() -> None:
