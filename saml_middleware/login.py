@@ -55,7 +55,8 @@ from .http import (
 )
 from .identity import PROVISION_FAILED, SAMLUser, build_user, check_required_role, resolve_overage
 from .identity import role_values as identity_role_values
-from .saml.sp import ResponseEnvelope, ServiceProvider, VerifiedLogin, decode_post_message
+from .saml.rules import VerifiedLogin
+from .saml.sp import ResponseEnvelope, ServiceProvider, decode_post_message
 from .sessions import SessionBackend
 from .state import FlowState
 from .tenants import Tenant, tenant_disabled

@@ -23,7 +23,8 @@ import pytest
 
 from saml_middleware.config import load_settings
 from saml_middleware.metadata import IdPMetadata
-from saml_middleware.saml.sp import ServiceProvider, VerifiedLogin, inspect_response
+from saml_middleware.saml.rules import VerifiedLogin
+from saml_middleware.saml.sp import ServiceProvider, inspect_response
 from saml_middleware.saml.times import saml_instant
 
 REPO = Path(__file__).resolve().parent.parent

@@ -26,12 +26,8 @@ from lxml import etree
 
 from saml_middleware.devidp import DevIdP
 from saml_middleware.errors import SAMLError
-from saml_middleware.saml.sp import (
-    ServiceProvider,
-    VerifiedLogin,
-    decode_post_message,
-    inspect_response,
-)
+from saml_middleware.saml.rules import VerifiedLogin
+from saml_middleware.saml.sp import ServiceProvider, decode_post_message, inspect_response
 from tests import forge
 from tests.forge import KeyPair
 from tests.security.harness import Acs

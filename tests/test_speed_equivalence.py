@@ -32,12 +32,8 @@ from saml_middleware.login import Answer
 from saml_middleware.metadata import IdPMetadata
 from saml_middleware.saml import crypto, xml
 from saml_middleware.saml.crypto import install
-from saml_middleware.saml.sp import (
-    ServiceProvider,
-    _AuthnResponse,
-    inspect_response,
-    saml_instant,
-)
+from saml_middleware.saml.sp import ServiceProvider, _AuthnResponse, inspect_response
+from saml_middleware.saml.times import saml_instant
 from saml_middleware.sessions import SessionCodec
 from saml_middleware.stores import MemoryStore
 from tests.helpers import settings_for

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ..errors import SAMLError
-from ..saml.sp import saml_instant
+from ..saml.times import saml_instant
 from .observe import Observed
 from .report import (
     BEARER,

@@ -21,6 +21,7 @@ from ..saml.algorithms import NAMES as ALGORITHM_NAMES
 from ..saml.algorithms import digest_methods, signature_methods
 from ..saml.rules import (
     BEARER,
+    MAX_RESPONSE_AGE_SECONDS,
     audience_rule,
     destination_rule,
     has_expired,
@@ -29,11 +30,8 @@ from ..saml.rules import (
     not_yet_valid,
     recipient_rule,
 )
-from ..saml.sp import (
-    MAX_RESPONSE_AGE_SECONDS,
-    UNVERIFIABLE,
-    saml_instant,
-)
+from ..saml.sp import UNVERIFIABLE
+from ..saml.times import saml_instant
 from .observe import Observed, SignatureSeen
 
 if TYPE_CHECKING:

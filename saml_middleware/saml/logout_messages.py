@@ -56,7 +56,8 @@ from .algorithms import (
     SHA256,
 )
 from .crypto import XmlSecBackend
-from .sp import Outgoing, ServiceProvider, parse_xml, saml_instant
+from .sp import Outgoing, ServiceProvider, parse_xml
+from .times import saml_instant
 from .xml import NS, text
 
 _SAMLP = NS["samlp"]

@@ -77,12 +77,12 @@ from .crypto import (
     validate_schema,
 )
 from .crypto import install as install_crypto
-from .rules import MAX_RESPONSE_AGE_SECONDS as MAX_RESPONSE_AGE_SECONDS
 from .rules import (
     Confirmation,
     EntityName,
     Expectations,
     Facts,
+    VerifiedLogin,
     check_destination,
     check_facts,
     check_issue_instant,
@@ -90,8 +90,6 @@ from .rules import (
     joined_text,
     name_id_value,
 )
-from .rules import VerifiedLogin as VerifiedLogin
-from .times import saml_instant as saml_instant
 from .xml import NS, XENC, UnsafeXML, text
 from .xml import parse as parse_hardened
 
